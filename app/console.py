@@ -1,0 +1,109 @@
+"""Terminal output of the CLI: the ingest progress bar and summary table."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from ingest.pipeline import FileResult, IngestReport
+from ingest.pipeline import Progress as PipelineProgress
+
+
+class IngestProgress(PipelineProgress):
+    """A files bar plus a count of chunks embedded, drawn on stderr."""
+
+    def __init__(self, console: Console, enabled: bool = True):
+        self.enabled = enabled
+        self.console = console
+        self.bar = Progress(
+            TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("files · {task.fields[chunks]} chunks embedded · {task.fields[last]}"),
+            TimeElapsedColumn(), console=console, transient=True, disable=not enabled,
+        )
+        self.task = self.bar.add_task("ingest", total=None, chunks=0, last="")
+
+    def __enter__(self) -> IngestProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.bar.__exit__(et, ev, tb)
+
+    def start(self, total_files: int) -> None:
+        self.bar.update(self.task, total=total_files)
+
+    def file_done(self, result: FileResult) -> None:
+        name = result.path.rsplit("/", 1)[-1][:40]
+        self.bar.update(self.task, advance=1 if result.status != "removed" else 0, last=name)
+
+    def embedded(self, chunks: int) -> None:
+        done = self.bar.tasks[0].fields["chunks"] + chunks
+        self.bar.update(self.task, chunks=done)
+
+
+def print_ingest_report(out: Console, err: Console, report: IngestReport) -> None:
+    for r in report.results:
+        if r.status == "failed":
+            err.print(f"failed  {r.path}: {r.reason}", markup=False, soft_wrap=True)
+        elif r.status == "skipped":
+            err.print(f"skipped {r.path}: {r.reason}", markup=False, soft_wrap=True)
+        elif r.status == "removed":
+            out.print(f"removed {r.path}", markup=False, soft_wrap=True)
+    counts = "  ".join(f"{s} {report.count(s)}" for s in (
+        "new", "updated", "unchanged", "removed", "skipped", "failed"))
+    table = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("files", counts)
+    table.add_row("chunks", f"{report.chunks:,} ({report.tokens:,} tokens)")
+    table.add_row("seconds", f"{report.seconds:.1f}")
+    out.print(table)
+    if report.embedded == 0:
+        out.print("Nothing was embedded: every file is unchanged." if not report.failed
+                  else "Nothing was embedded.")
+    else:
+        out.print(f"Embedded {report.embedded:,} chunks.")
+
+
+def print_retrieval(out: Console, result: Any, show_text: bool) -> None:
+    """Passages and the ledger of one retrieval."""
+    d = result.to_dict()
+    b = d["budget"]
+    if d["message"]:
+        out.print(f"[yellow]{d['message']}[/yellow]")
+    for p in d["passages"]:
+        page = f", page {p['page']}" if p["page"] is not None else ""
+        score = f"  score {p['score']:.4f}" if p["score"] is not None else ""
+        out.print(f"[bold][{p['label']}][/bold] {p['source']}{page}  "
+                  f"({p['tokens']:,} tokens{score})", markup=True, highlight=False)
+        if show_text:
+            out.print(p["text"], markup=False)
+            out.print()
+    ledger = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
+    ledger.add_column(style="bold")
+    ledger.add_column()
+    ledger.add_row("budget", f"min({b['requested']:,} requested, {b['context_window']:,} window) "
+                   f"− {b['answer_reserve']:,} answer − {b['prompt_tokens']:,} prompt "
+                   f"= {b['available']:,} for passages")
+    pct = 100 * d["used_tokens"] / b["available"] if b["available"] else 0.0
+    ledger.add_row("used", f"{d['used_tokens']:,} tokens ({pct:.1f}%) in {len(d['passages'])} "
+                   f"passages from {len(d['documents'])} documents")
+    ledger.add_row("mode", f"{d['mode']} · layout {d['layout']} · search {d['search_mode']} "
+                   f"· {d['candidates']} candidates · {d['seconds'] * 1000:.0f} ms")
+    reasons: dict[str, int] = {}
+    for item in d["left_out"]:
+        reasons[item["reason"]] = reasons.get(item["reason"], 0) + 1
+    if reasons:
+        ledger.add_row("left out", ", ".join(f"{n} ({r})" for r, n in sorted(reasons.items())))
+    out.print(ledger)

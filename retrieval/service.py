@@ -1,0 +1,244 @@
+"""question → hybrid search → neighbours → packed context with a ledger.
+
+The one function the CLI, the API and the answer service call. I/O (store, embedder) is
+here; the packing itself is pure (retrieval/packer.py).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from app.errors import SettingsError
+from app.settings import Settings
+from ingest.pipeline import point_id
+from ingest.sparse import SparseEncoder
+from ingest.store import LIVE, Store, Where
+from ingest.tokenizer import TokenCounter
+from retrieval.budget import Budget, compute_budget
+from retrieval.packer import ChunkRef, Hit, LeftOut, Packer, Packing, header_for
+from retrieval.prompt import Message, prompt_overhead
+
+SearchMode = Literal["hybrid", "dense", "keyword"]
+ContextMode = Literal["auto", "full", "retrieve"]
+Layout = Literal["document", "relevance", "edges"]
+
+
+@dataclass(frozen=True)
+class Filters:
+    document_ids: tuple[str, ...] = ()
+    path: str | None = None  # prefix, or a glob when it has * ? [
+    types: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.document_ids or self.path or self.types)
+
+
+@dataclass(frozen=True)
+class RetrieveOptions:
+    budget_tokens: int | None = None
+    layout: Layout | None = None
+    search_mode: SearchMode | None = None
+    context_mode: ContextMode | None = None
+    neighbours: int | None = None
+    filters: Filters = field(default_factory=Filters)
+    history: tuple[Message, ...] = ()
+
+
+@dataclass
+class Retrieval:
+    question: str
+    budget: Budget
+    packing: Packing
+    search_mode: str
+    candidates: int
+    seconds: float
+    message: str = ""
+    filtered_out: list[LeftOut] = field(default_factory=list)
+
+    def to_dict(self, with_context: bool = False) -> dict[str, Any]:
+        p = self.packing
+        out: dict[str, Any] = {
+            "budget": self.budget.to_dict(),
+            "used_tokens": p.used_tokens,
+            "passages": [x.to_dict() for x in p.passages],
+            "left_out": [x.to_dict() for x in p.left_out + self.filtered_out],
+            "mode": p.mode,
+            "layout": p.layout,
+            "search_mode": self.search_mode,
+            "candidates": self.candidates,
+            "documents": p.documents(),
+            "tokenizer": p.counted_with,
+            "seconds": round(self.seconds, 4),
+            "message": self.message,
+        }
+        if with_context:
+            out["context"] = p.context
+        return out
+
+
+def _glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+class Retriever:
+    def __init__(self, settings: Settings, store: Store, embedder: Any, counter: TokenCounter,
+                 sparse: SparseEncoder | None = None):
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self.counter = counter
+        self.sparse = sparse or SparseEncoder()
+        self._manifest: tuple[int, float, list[dict[str, Any]]] | None = None
+
+    MANIFEST_TTL_S = 5.0
+
+    # -- documents and filters ------------------------------------------------------------
+    def _documents(self) -> list[dict[str, Any]]:
+        """Every live document's first chunk (its manifest entry), cached until the store is
+        written; a shared server, where other processes write, is re-read every few seconds."""
+        now = time.monotonic()
+        key = self.store.generation
+        cached = self._manifest
+        if cached is not None and cached[0] == key and (
+                self.store.kind == "edge" or now - cached[1] < self.MANIFEST_TTL_S):
+            return cached[2]
+        where = Where(equals={"chunk_index": 0, "state": LIVE})
+        docs = sorted((p.payload for p in self.store.scroll(where)),
+                      key=lambda d: (d.get("source", ""), d["document_id"]))
+        for d in docs:
+            d.pop("text", None)  # the manifest needs the document fields only
+        self._manifest = (key, now, docs)
+        return docs
+
+    def _select(self, docs: list[dict[str, Any]], f: Filters) -> list[dict[str, Any]]:
+        chosen = docs
+        if f.document_ids:
+            wanted = set(f.document_ids)
+            chosen = [d for d in chosen if d["document_id"] in wanted]
+        if f.types:
+            types = {t.lower().lstrip(".") for t in f.types}
+            chosen = [d for d in chosen if d.get("type") in types]
+        if f.path:
+            pattern = f.path
+            if not os.path.isabs(pattern):
+                pattern = os.path.abspath(pattern)
+            if _glob(f.path):
+                chosen = [d for d in chosen if fnmatch.fnmatch(d.get("source", ""), pattern)]
+            else:
+                chosen = [d for d in chosen if d.get("source", "").startswith(pattern)]
+        return chosen
+
+    # -- the whole job --------------------------------------------------------------------
+    def retrieve(self, question: str, options: RetrieveOptions | None = None,
+                 context_window: int | None = None) -> Retrieval:
+        started = time.perf_counter()
+        o = options or RetrieveOptions()
+        r = self.settings.retrieval
+        question = question.strip()
+        if not question:
+            raise SettingsError("question: must not be empty")
+        requested = o.budget_tokens or r.budget_tokens
+        if requested < 1:
+            raise SettingsError("budget_tokens: must be positive")
+        layout = o.layout or r.layout
+        search_mode = o.search_mode or r.search_mode
+        context_mode = o.context_mode or r.context_mode
+        neighbours = r.neighbours if o.neighbours is None else o.neighbours
+        budget = compute_budget(
+            requested, context_window or r.context_window, r.answer_reserve,
+            prompt_overhead(self.counter, question, list(o.history)))
+        packer = Packer(self.counter, neighbours, layout)
+
+        docs = self._documents()
+        selected = self._select(docs, o.filters) if o.filters.active else docs
+        filtered_out = [
+            LeftOut("filter", d["document_id"], d.get("source", ""))
+            for d in docs if o.filters.active and d not in selected
+        ][:100]
+
+        def done(packing: Packing, candidates: int, message: str = "") -> Retrieval:
+            return Retrieval(question, budget, packing, search_mode, candidates,
+                             time.perf_counter() - started, message, filtered_out)
+
+        empty = Packing([], [], 0, budget.available, layout, "retrieve", self.counter.name)
+        if not docs:
+            return done(empty, 0, "the collection is empty: ingest documents first "
+                                  "(rag ingest PATH)")
+        if not selected:
+            return done(empty, 0, "no document matches the filter")
+        if budget.available == 0:
+            need = budget.answer_reserve + budget.prompt_tokens
+            return done(empty, 0, f"budget too small: {min(requested, budget.context_window)} "
+                                  f"tokens leave nothing for passages after {need} for the "
+                                  "prompt and the answer reserve")
+
+        if context_mode in ("auto", "full"):
+            whole = self._try_whole(selected, budget.available, packer, forced=context_mode == "full")
+            if whole is not None:
+                return done(whole, 0)
+
+        hits = self._search(question, search_mode, selected, len(selected) < len(docs),
+                            budget.available)
+        if not hits:
+            return done(empty, 0, "no passage matches the question")
+        chunks = self._with_neighbours(hits, neighbours)
+        packing = packer.pack(hits, chunks, budget.available)
+        return done(packing, len(hits))
+
+    def _try_whole(self, selected: list[dict[str, Any]], available: int, packer: Packer,
+                   forced: bool) -> Packing | None:
+        """Whole documents when they all fit (auto), or as many as fit (full)."""
+        if not forced:
+            estimate = sum(int(d.get("doc_tokens", 0)) for d in selected)
+            estimate += sum(max(1, int(d.get("pages") or 1)) for d in selected) * \
+                self.counter.count(header_for(999, ChunkRef.from_payload("", selected[0])))
+            # Cheap bound first: fetching every chunk only pays when it may fit.
+            if estimate > available * 1.05:
+                return None
+        ids = tuple(d["document_id"] for d in selected)
+        by_doc: dict[str, list[ChunkRef]] = {i: [] for i in ids}
+        for point in self.store.scroll(Where(equals={"state": LIVE}, any_of={"document_id": ids})):
+            by_doc[point.payload["document_id"]].append(ChunkRef.from_payload(point.id,
+                                                                              point.payload))
+        packing = packer.pack_whole([by_doc[i] for i in ids], available)
+        if not forced and packing.left_out:
+            return None
+        return packing
+
+    def _search(self, question: str, mode: SearchMode, selected: list[dict[str, Any]],
+                filtered: bool, available: int) -> list[Hit]:
+        r = self.settings.retrieval
+        # Enough candidates to fill the budget with single chunks, then some.
+        per_chunk = max(32, self.settings.chunking.size - self.settings.chunking.overlap)
+        limit = math.ceil(available / per_chunk * 1.5) + r.min_candidates
+        limit = max(r.min_candidates, min(r.max_candidates, limit))
+        where = Where(equals={"state": LIVE})
+        if filtered:
+            where = where.and_(Where(any_of={"document_id": tuple(d["document_id"]
+                                                                  for d in selected)}))
+        dense = self.embedder.embed_query(question) if mode in ("hybrid", "dense") else None
+        sparse = self.sparse.query(question) if mode in ("hybrid", "keyword") else None
+        points = self.store.query(dense=dense, sparse=sparse, mode=mode, where=where,
+                                  limit=limit, rrf_k=r.rrf_k)
+        return [Hit(ChunkRef.from_payload(p.id, p.payload), p.score) for p in points]
+
+    def _with_neighbours(self, hits: list[Hit], n: int) -> dict[tuple[str, int], ChunkRef]:
+        """The hits' chunks plus up to `n` on each side, fetched by their derived ids."""
+        chunks = {(h.chunk.document_id, h.chunk.index): h.chunk for h in hits}
+        wanted: set[str] = set()
+        for h in hits:
+            c = h.chunk
+            for i in range(max(0, c.index - n), c.index + n + 1):
+                if (c.document_id, i) not in chunks:
+                    wanted.add(point_id(c.document_id, c.doc_hash, i))
+        for point in self.store.retrieve(sorted(wanted)):
+            if point.payload.get("state") == LIVE:
+                ref = ChunkRef.from_payload(point.id, point.payload)
+                chunks[(ref.document_id, ref.index)] = ref
+        return chunks

@@ -1,0 +1,101 @@
+"""Shared fixtures: the real tokenizer and the real MiniLM embedder, each loaded once per
+session, settings on a tmp data dir, and a helper that ingests with the shared embedder.
+
+Nothing here is mocked: stores are real embedded Qdrant Edge shards under tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# pytest puts this directory first on sys.path (for fixtures_docs); its sub-folders ingest/,
+# retrieval/ and app/ would then shadow the real packages as namespace packages. The repo
+# root goes in front so `import ingest` is the project's package.
+ROOT = Path(__file__).resolve().parents[1]
+if sys.path[0] != str(ROOT):
+    sys.path.insert(0, str(ROOT))
+
+from app.settings import Settings, load_settings  # noqa: E402
+from ingest.tokenizer import TokenCounter, load_tokenizer  # noqa: E402
+
+# Small chunks, so the few sentences of a fixture document still make several chunks.
+SMALL_CHUNKS = {"size": 64, "overlap": 8}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No RAG_* variable of the caller's shell, and no ./rag.yaml, leaks into the tests."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key in list(os.environ):
+            if key.startswith("RAG_"):
+                mp.delenv(key)
+        if Path("rag.yaml").is_file():
+            mp.chdir(tmp_path_factory.mktemp("cwd"))
+        yield
+
+
+@pytest.fixture(scope="session")
+def counter() -> TokenCounter:
+    """The shipped Llama 3 tokenizer (lru-cached by load_tokenizer)."""
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    """The shipped all-MiniLM-L6-v2 embedder, loaded once per session (about 5 s)."""
+    from ingest.embedder import Embedder
+
+    return Embedder(load_settings().embedding)
+
+
+def _make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    overrides.setdefault("chunking", dict(SMALL_CHUNKS))
+    return load_settings(data_dir=data_dir, **overrides)
+
+
+@pytest.fixture(scope="session")
+def make_settings() -> Callable[..., Settings]:
+    """make_settings(data_dir, **overrides): settings on `data_dir`, small chunks unless
+    `chunking` is given."""
+    return _make_settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings whose embedded store lives under this test's tmp_path (small chunks)."""
+    return _make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Any]:
+    """The embedded Qdrant Edge store of `settings`, closed after the test."""
+    from ingest.store import open_store
+
+    s = open_store(settings)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+IngestFn = Callable[..., Any]
+
+
+@pytest.fixture
+def ingest_paths(settings: Settings, embedder: Any) -> IngestFn:
+    """ingest_paths(paths, store=None, prune=False, settings=None) -> IngestReport, with the
+    session embedder; opens and closes the store itself unless one is given."""
+    from ingest.pipeline import ingest
+
+    def run(paths: list[Path], store: Any = None, prune: bool = False,
+            settings_: Settings | None = None) -> Any:
+        return ingest(settings_ or settings, list(paths), prune=prune, store=store,
+                      embedder=embedder)
+
+    return run

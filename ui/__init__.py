@@ -1,0 +1,1 @@
+"""The Streamlit web UI; it talks only to the REST API."""
