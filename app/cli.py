@@ -186,14 +186,9 @@ def retrieve(
     """Find and pack the passages a question needs, with the budget ledger."""
     from app.console import print_retrieval
     from app.runtime import Runtime
-    from retrieval.service import RetrieveOptions
 
-    _check_choice("--layout", layout, ("document", "relevance", "edges"))
-    _check_choice("--mode", mode, ("hybrid", "dense", "keyword"))
-    _check_choice("--context", context, ("auto", "full", "retrieve"))
+    options = _options(budget, layout, mode, context, filters)
     s = _with_collection(collection)
-    options = RetrieveOptions(budget_tokens=budget, layout=layout, search_mode=mode,  # type: ignore[arg-type]
-                              context_mode=context, filters=_parse_filters(filters or []))  # type: ignore[arg-type]
     with Runtime(s) as rt:
         result = rt.retriever().retrieve(question, options)
     if as_json:
@@ -202,9 +197,205 @@ def retrieve(
     print_retrieval(out, result, show_text)
 
 
+def _options(budget: int | None, layout: str | None, mode: str | None, context: str | None,
+             filters: list[str] | None) -> Any:
+    from retrieval.service import RetrieveOptions
+
+    _check_choice("--layout", layout, ("document", "relevance", "edges"))
+    _check_choice("--mode", mode, ("hybrid", "dense", "keyword"))
+    _check_choice("--context", context, ("auto", "full", "retrieve"))
+    return RetrieveOptions(budget_tokens=budget, layout=layout, search_mode=mode,  # type: ignore[arg-type]
+                           context_mode=context, filters=_parse_filters(filters or []))  # type: ignore[arg-type]
+
+
+def _stream_answer(service: Any, question: str, history: tuple[Any, ...], options: Any,
+                   as_json: bool) -> Any:
+    """Prints the answer as it streams (unless --json), then its sources."""
+    from app.console import print_citations
+
+    answer = None
+    for event in service.stream(question, history, options):
+        if event.kind == "retrieval" and not as_json and event.retrieval.message:
+            err.print(f"note: {event.retrieval.message}", markup=False, soft_wrap=True)
+        elif event.kind == "delta" and not as_json:
+            out.print(event.text, end="", markup=False, soft_wrap=True)
+            out.file.flush()
+        elif event.kind == "done":
+            answer = event.answer
+    assert answer is not None
+    if as_json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+    else:
+        out.print()
+        print_citations(out, answer)
+    return answer
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer from your documents.")],
+    budget: Annotated[int | None, typer.Option(
+        "--budget", min=1, help="Requested context budget in tokens.")] = None,
+    layout: Annotated[str | None, typer.Option(help="document | relevance | edges")] = None,
+    mode: Annotated[str | None, typer.Option(help="Search mode: hybrid | dense | keyword")] = None,
+    context: Annotated[str | None, typer.Option(help="auto | full | retrieve")] = None,
+    filters: Annotated[list[str] | None, typer.Option(
+        "--filter", help="document=ID, path=PREFIX_OR_GLOB or type=pdf,docx; repeatable.")] = None,
+    collection: Annotated[str | None, typer.Option(help="Collection to search.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end.")] = False,
+) -> None:
+    """Answer a question from your documents: streams the answer, then lists its sources."""
+    from app.service import RagService
+
+    options = _options(budget, layout, mode, context, filters)
+    with RagService(_with_collection(collection)) as service:
+        _stream_answer(service, question, (), options, as_json)
+
+
+@app.command()
+def chat(
+    budget: Annotated[int | None, typer.Option(
+        "--budget", min=1, help="Requested context budget in tokens.")] = None,
+    layout: Annotated[str | None, typer.Option(help="document | relevance | edges")] = None,
+    filters: Annotated[list[str] | None, typer.Option(
+        "--filter", help="document=ID, path=PREFIX_OR_GLOB or type=pdf,docx; repeatable.")] = None,
+    collection: Annotated[str | None, typer.Option(help="Collection to search.")] = None,
+) -> None:
+    """An interactive conversation; follow-up questions see the history. /new starts over,
+    /exit (or Ctrl-D) leaves."""
+    from app.service import RagService
+    from retrieval.prompt import Message
+
+    options = _options(budget, layout, None, None, filters)
+    history: list[Message] = []
+    with RagService(_with_collection(collection)) as service:
+        info = service.served()
+        err.print(f"chat with {info.model} ({info.context_window:,}-token window). "
+                  "/new starts over, /exit leaves.", markup=False)
+        while True:
+            try:
+                question = input("\nyou> ").strip()
+            except EOFError:
+                out.print()
+                return
+            if question in ("/exit", "/quit"):
+                return
+            if question == "/new":
+                history.clear()
+                err.print("(new conversation)")
+                continue
+            if not question:
+                continue
+            out.print("rag> ", end="")
+            try:
+                answer = _stream_answer(service, question, tuple(history), options, False)
+            except RagError as exc:
+                err.print(f"error: {exc}", markup=False, soft_wrap=True)
+                continue
+            history += [Message("user", question), Message("assistant", answer.answer)]
+
+
+serve_app = typer.Typer(help="Run an LLM server: llama.cpp on the CPU, or vLLM on GPUs.",
+                        no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+
+
+@serve_app.command("cpu")
+def serve_cpu(
+    model: Annotated[str | None, typer.Option(help="A GGUF file (default: the shipped SmolLM2).")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    threads: Annotated[int | None, typer.Option(help="llama.cpp threads.")] = None,
+    n_ctx: Annotated[int | None, typer.Option("--n-ctx", help="Context window in tokens.")] = None,
+) -> None:
+    """The OpenAI-compatible llama.cpp server with a small GGUF model (the CPU default)."""
+    from serving import llamacpp
+
+    s = settings()
+    update = {k: v for k, v in {"model_path": model, "host": host, "port": port,
+                                "threads": threads, "n_ctx": n_ctx}.items() if v is not None}
+    cfg = _validated(s.cpu_server, update, "cpu_server")
+    raise typer.Exit(llamacpp.serve(cfg))
+
+
+@serve_app.command("vllm")
+def serve_vllm(
+    preset: Annotated[str | None, typer.Option(
+        help="8b | 70b (4 GPUs) | 405b-fp8 (8 GPUs); default: the vllm settings.")] = None,
+    dry_run: Annotated[bool, typer.Option("--print", help="Print the command line only.")] = False,
+) -> None:
+    """Llama 3.1 on vLLM with FlashAttention at 128k (needs the gpu extra and NVIDIA GPUs)."""
+    import shlex
+
+    from serving import vllm
+
+    s = settings()
+    cfg = s.vllm
+    if preset:
+        chosen = {k: v for k, v in s.vllm.model_dump().items()
+                  if k not in ("model", "tensor_parallel_size", "quantization", "kv_cache_dtype")}
+        cfg = vllm.preset(preset, **chosen)
+    if dry_run:
+        out.print(shlex.join(vllm.render_command(cfg)), markup=False, soft_wrap=True)
+        return
+    raise typer.Exit(vllm.serve(cfg))
+
+
+def _validated(section: Any, update: dict[str, Any], name: str) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return section.model_validate({**section.model_dump(), **update})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SettingsError(f"{name}.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
 def _check_choice(option: str, value: str | None, choices: tuple[str, ...]) -> None:
     if value is not None and value not in choices:
         raise SettingsError(f"{option}: '{value}' is not one of {', '.join(choices)}")
+
+
+@app.command("api")
+def api_command(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (api.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (api.port).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Worker processes (api.workers); more than one needs RAG_STORE__URL.")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the REST API (FastAPI on uvicorn): /v1/query, /v1/chat/completions, /docs..."""
+    import os
+
+    import uvicorn
+
+    s = settings()
+    update = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items()
+              if v is not None}
+    cfg = _validated(s.api, update, "api")
+    s = s.model_copy(update={"api": cfg})
+    if cfg.workers > 1:
+        if not s.store.url:
+            raise SettingsError(
+                f"api.workers: {cfg.workers} worker processes need a Qdrant server "
+                "(RAG_STORE__URL): the embedded store belongs to one process; use 1 worker")
+        if not (s.llm.url or s.llm.urls):
+            raise SettingsError(
+                f"api.workers: {cfg.workers} worker processes need an LLM server URL "
+                "(RAG_LLM__URL): start one with `rag serve cpu` (or vLLM) first")
+        # Each worker builds its settings anew (the factory below): the command line's
+        # overrides travel to them in the environment.
+        for key, name in (("config_file", "RAG_CONFIG_FILE"), ("data_dir", "RAG_DATA_DIR")):
+            if key in _State.overrides:
+                os.environ[name] = str(_State.overrides[key])
+        for key, value in update.items():
+            os.environ[f"RAG_API__{key.upper()}"] = str(value)
+        uvicorn.run("app.api.main:create_app", factory=True, host=cfg.host, port=cfg.port,
+                    workers=cfg.workers, log_level=log_level)
+        return
+    from app.api import create_app
+
+    uvicorn.run(create_app(s), host=cfg.host, port=cfg.port, log_level=log_level)
 
 
 @app.command()

@@ -6,6 +6,7 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -107,3 +108,28 @@ def print_retrieval(out: Console, result: Any, show_text: bool) -> None:
     if reasons:
         ledger.add_row("left out", ", ".join(f"{n} ({r})" for r, n in sorted(reasons.items())))
     out.print(ledger)
+
+
+def print_citations(out: Console, answer: Any) -> None:
+    """The answer's sources under it; inferred ones say so, unknown markers are flagged."""
+    if answer.citations:
+        inferred = all(c.inferred for c in answer.citations)
+        out.print("\n[bold]Sources[/bold]" + (" (inferred from the answer's wording: the model "
+                                               "wrote no \\[n] markers)" if inferred else ""))
+        for c in answer.citations:
+            page = f", page {c.page}" if c.page is not None else ""
+            out.print(f"  [{c.label}] {c.source}{page}", markup=False, soft_wrap=True)
+    else:
+        out.print("\n[dim]No sources: the answer draws on none of the passages.[/dim]")
+    if answer.invalid_citations:
+        labels = ", ".join(f"[{n}]" for n in answer.invalid_citations)
+        out.print(f"[yellow]note:[/yellow] the answer cites {escape(labels)}, which "
+                  "no passage given to the model has; not shown as sources.")
+    ledger = answer.retrieval
+    usage = answer.usage
+    cached = f", {usage['cached_tokens']:,} cached" if usage.get("cached_tokens") is not None else ""
+    out.print(f"[dim]{answer.model} · context {ledger.packing.used_tokens:,} of "
+              f"{ledger.budget.available:,} tokens in {len(ledger.packing.passages)} passages"
+              f"{' (reused)' if answer.reused_context else ''} · prompt "
+              f"{usage.get('prompt_tokens') or 0:,} tokens{cached} · "
+              f"{usage.get('seconds', 0):.1f} s[/dim]")

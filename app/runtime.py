@@ -25,6 +25,9 @@ class Runtime:
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.store.close()
 
     def embedder(self) -> Any:

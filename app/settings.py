@@ -131,6 +131,10 @@ class LLMSettings(BaseModel):
         description="Base URL of an OpenAI-compatible server (e.g. http://vllm:8000/v1). Empty: "
         "the CPU llama.cpp server is started on demand (see cpu_server).",
     )
+    urls: list[str] = Field(
+        default_factory=list,
+        description="Several replicas of the same model (JSON list in env): requests go round "
+        "robin over the ones that are up. Takes the place of `url` when set.")
     api_key: str | None = Field(None, description="Bearer key for the LLM server.")
     model: str | None = Field(None, description="Model name to request; empty: the server's first.")
     context_window: int | None = Field(
@@ -193,6 +197,58 @@ class VLLMSettings(BaseModel):
     startup_timeout_s: float = Field(1800.0, gt=0, description="Weights load + CUDA graphs.")
 
 
+class APISettings(BaseModel):
+    """The REST API (`rag api`): where it listens, who may call it, and its limits."""
+
+    host: str = Field("127.0.0.1", description="Interface the API listens on (0.0.0.0: all).")
+    port: int = Field(8080, ge=1, le=65535, description="Port the API listens on.")
+    workers: int = Field(
+        1, ge=1, le=64,
+        description="uvicorn worker processes. More than one needs a Qdrant server (store.url): "
+        "the embedded store belongs to one process.",
+    )
+    keys: list[str] = Field(
+        default_factory=list,
+        description="API keys clients send as 'Authorization: Bearer KEY' (JSON list in env). "
+        "Empty: no authentication.",
+    )
+    docs_public: bool = Field(
+        True, description="Serve /docs and /openapi.json without a key (they hold no data)."
+    )
+    metrics_public: bool = Field(
+        False, description="Serve /metrics without a key (for a scraper that sends none)."
+    )
+    max_body_mb: float = Field(4.0, gt=0, description="Largest request body, except uploads.")
+    max_upload_mb: float = Field(50.0, gt=0, description="Largest uploaded file.")
+    max_files_per_upload: int = Field(20, ge=1, description="Most files in one upload request.")
+    max_question_chars: int = Field(
+        8000, ge=1, le=8000, description="Longest question (the service refuses more than 8,000)."
+    )
+    min_budget_tokens: int = Field(256, ge=1, description="Smallest context budget a request may ask.")
+    max_budget_tokens: int = Field(
+        131_072, ge=256, description="Largest context budget a request may ask (Llama 3.1's window)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (JSON list in env; '*' for any). "
+        "Empty: no CORS headers.",
+    )
+    jobs_kept: int = Field(256, ge=1, description="Finished upload jobs remembered for GET /v1/jobs.")
+
+    @field_validator("keys")
+    @classmethod
+    def _no_blank_key(cls, v: list[str]) -> list[str]:
+        if any(not k.strip() for k in v):
+            raise ValueError("an API key must not be blank")
+        return v
+
+    @model_validator(mode="after")
+    def _budget_range(self) -> APISettings:
+        if self.min_budget_tokens > self.max_budget_tokens:
+            raise ValueError("api.min_budget_tokens must not exceed api.max_budget_tokens")
+        return self
+
+
 class Settings(BaseSettings):
     """Every setting of the application. Env: RAG_<FIELD> or RAG_<SECTION>__<FIELD>."""
 
@@ -216,6 +272,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     cpu_server: CPUServerSettings = Field(default_factory=CPUServerSettings)
     vllm: VLLMSettings = Field(default_factory=VLLMSettings)
+    api: APISettings = Field(default_factory=APISettings)
 
     @classmethod
     def settings_customise_sources(

@@ -68,3 +68,39 @@ def load_tokenizer(path: str = SHIPPED) -> TokenCounter:
         raise SettingsError(f"tokenizer.path: cannot read {file}: {exc}") from None
     name = "llama-3" if path == SHIPPED else file.parent.name or file.name
     return TokenCounter(tok, name)
+
+
+class GGUFTokenCounter:
+    """Counts with the tokenizer inside a GGUF model file (llama.cpp, vocabulary only), for
+    served models whose tokenizer is not Llama 3's (e.g. the CPU default, SmolLM2)."""
+
+    def __init__(self, path: Path):
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise SettingsError("llm.tokenizer: counting a GGUF model's tokens needs "
+                                "llama-cpp-python (pip install -e '.[cpu]')") from None
+        import threading
+
+        self._llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        self._lock = threading.Lock()
+        self.name = f"gguf:{path.stem}"
+        template = self._llama.metadata.get("tokenizer.chat_template", "")
+        self.chat_format = "chatml" if "<|im_start|>" in template else "llama3"
+
+    def count(self, text: str) -> int:
+        if not text:
+            return 0
+        with self._lock:
+            return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def count_many(self, texts: list[str]) -> list[int]:
+        return [self.count(t) for t in texts]
+
+
+@lru_cache(maxsize=4)
+def load_gguf_counter(path: str) -> GGUFTokenCounter:
+    file = Path(path)
+    if not file.is_file():
+        raise SettingsError(f"llm.tokenizer: no GGUF file at {file}")
+    return GGUFTokenCounter(file)

@@ -21,7 +21,7 @@ from ingest.store import LIVE, Store, Where
 from ingest.tokenizer import TokenCounter
 from retrieval.budget import Budget, compute_budget
 from retrieval.packer import ChunkRef, Hit, LeftOut, Packer, Packing, header_for
-from retrieval.prompt import Message, prompt_overhead
+from retrieval.prompt import ChatFormat, Message, prompt_overhead
 
 SearchMode = Literal["hybrid", "dense", "keyword"]
 ContextMode = Literal["auto", "full", "retrieve"]
@@ -88,8 +88,9 @@ def _glob(pattern: str) -> bool:
 
 class Retriever:
     def __init__(self, settings: Settings, store: Store, embedder: Any, counter: TokenCounter,
-                 sparse: SparseEncoder | None = None):
+                 sparse: SparseEncoder | None = None, chat_format: ChatFormat = "llama3"):
         self.settings = settings
+        self.chat_format: ChatFormat = chat_format
         self.store = store
         self.embedder = embedder
         self.counter = counter
@@ -152,7 +153,7 @@ class Retriever:
         neighbours = r.neighbours if o.neighbours is None else o.neighbours
         budget = compute_budget(
             requested, context_window or r.context_window, r.answer_reserve,
-            prompt_overhead(self.counter, question, list(o.history)))
+            prompt_overhead(self.counter, question, list(o.history), self.chat_format))
         packer = Packer(self.counter, neighbours, layout)
 
         docs = self._documents()

@@ -99,3 +99,28 @@ def ingest_paths(settings: Settings, embedder: Any) -> IngestFn:
                       embedder=embedder)
 
     return run
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[Any]:
+    """A real llama.cpp server (llama-cpp-python[server]) with the shipped SmolLM2 GGUF on a
+    free loopback port, started once per session. Yields the RunningServer (`.url` ends in
+    /v1, `.stop()`); its CPUServerSettings are in `.settings`."""
+    from app.settings import CPUServerSettings
+    from serving import llamacpp
+
+    cfg = CPUServerSettings(port=free_port(), threads=1, n_ctx=8192)
+    server = llamacpp.start(cfg)
+    server.settings = cfg  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,49 @@
+"""The llama.cpp CPU server: its command line, model checks, and a real start and stop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.errors import RagError, SettingsError
+from app.settings import CPUServerSettings
+from serving import llamacpp
+
+
+def test_shipped_model_is_the_smollm2_gguf() -> None:
+    path = llamacpp.model_path(CPUServerSettings())
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.read_bytes()[:4] == b"GGUF"
+
+
+def test_command_line_carries_the_settings() -> None:
+    cmd = llamacpp.render_command(CPUServerSettings(port=9123, threads=2, n_ctx=4096), "py")
+    assert cmd[:3] == ["py", "-m", "llama_cpp.server"]
+    pairs = dict(zip(cmd[3::2], cmd[4::2], strict=True))
+    assert pairs["--port"] == "9123" and pairs["--n_ctx"] == "4096"
+    assert pairs["--n_threads"] == "2" and pairs["--host"] == "127.0.0.1"
+    assert pairs["--model_alias"] == "SmolLM2-135M-Instruct.Q4_1"
+
+
+def test_missing_and_non_gguf_models_are_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="no GGUF file at .*nope.gguf"):
+        llamacpp.model_path(CPUServerSettings(model_path=str(tmp_path / "nope.gguf")))
+    fake = tmp_path / "fake.gguf"
+    fake.write_text("not a model")
+    with pytest.raises(SettingsError, match="fake.gguf is not a GGUF file"):
+        llamacpp.model_path(CPUServerSettings(model_path=str(fake)))
+
+
+def test_a_taken_port_is_reported_not_fought_over(llm_server: llamacpp.RunningServer) -> None:
+    taken = llm_server.settings.port  # type: ignore[attr-defined]
+    with pytest.raises(RagError, match=f"already listens on 127.0.0.1:{taken}"):
+        llamacpp.start(CPUServerSettings(port=taken))
+    # ensure_running reuses a server already on the configured port instead.
+    assert llamacpp.ensure_running(CPUServerSettings(port=taken)) == llm_server.url
+
+
+def test_server_serves_the_openai_models_route(llm_server: llamacpp.RunningServer) -> None:
+    data = httpx.get(llm_server.url + "/models", timeout=10).json()["data"]
+    assert [m["id"] for m in data] == ["SmolLM2-135M-Instruct.Q4_1"]
