@@ -7,6 +7,7 @@ to the next, so one stopped replica costs no failed answers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -216,10 +217,8 @@ class LLMClient:
                 if not produced:
                     # Nothing lost yet. llama-cpp-python resets a stream it refuses (e.g. a
                     # prompt over its window): the same request unstreamed says why.
-                    try:
+                    with contextlib.suppress(httpx.TransportError):
                         self._explain_empty(replica, body)
-                    except httpx.TransportError:
-                        pass
                 raise LLMUnavailableError(f"the LLM server at {replica.url} dropped the answer "
                                           f"({type(exc).__name__}: {exc})") from None
         raise self._unavailable(last)

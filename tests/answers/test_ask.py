@@ -36,8 +36,9 @@ FACTS = {
     "bakery.txt": "The bakery on Mill Street proofs its rye dough for fourteen hours.",
     "bikes.md": "A day pass for the city bikes costs four euros and fifty cents.",
 }
-WORDS = ("harbor garden ledger river meadow copper lantern quarry orchard violin glacier canyon "
-         "village market signal timber anchor compass mirror saddle thimble beacon ferry").split()
+_WORDS = ("harbor garden ledger river meadow copper lantern quarry orchard violin glacier canyon "
+          "village market signal timber anchor compass mirror saddle thimble beacon ferry")
+WORDS = _WORDS.split()
 
 
 def filler(seed: int, sentences: int) -> str:
