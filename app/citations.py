@@ -64,18 +64,19 @@ def _words(text: str) -> set[str]:
 
 
 def _best_sentence(passage: str, answer_words: set[str]) -> tuple[str, int, int]:
-    best = (0.0, "", 0, 0)
+    """The sentence sharing most content words with the answer (headings only when no
+    sentence shares any); ties go to the shorter, then the earlier one."""
+    best: tuple[tuple[int, int, int], str, int, int] = ((0, 0, 0), "", 0, 0)
     for m in _SENTENCE.finditer(passage):
         sentence = m.group(0).strip()
-        if not sentence:
-            continue
         words = _words(sentence)
         if not words:
             continue
-        score = len(words & answer_words) / (len(words) ** 0.5)
-        if score > best[0]:
+        heading = sentence.startswith("#") or not sentence.endswith((".", "!", "?", ":"))
+        key = (len(words & answer_words), 0 if heading else 1, -len(words))
+        if key[0] and key > best[0]:
             start = m.start() + (len(m.group(0)) - len(m.group(0).lstrip()))
-            best = (score, sentence, start, start + len(sentence))
+            best = (key, sentence, start, start + len(sentence))
     return best[1], best[2], best[3]
 
 

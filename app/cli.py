@@ -399,10 +399,18 @@ def api_command(
 
 
 @app.command()
-def run() -> None:
+def run(
+    ui_port: Annotated[int, typer.Option(help="Port of the web UI.")] = 8501,
+    no_ui: Annotated[bool, typer.Option("--no-ui", help="Start the API only.")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Ingest the sample, answer one question and exit (no servers kept).")] = False,
+) -> None:
     """The main job on embedded defaults: ingest the built-in sample when the store is empty,
-    then show what retrieval packs for a sample question."""
-    from app.console import print_retrieval
+    start the CPU LLM server (unless RAG_LLM__URL is set), the REST API and the web UI, and
+    print the UI's address. Ctrl-C stops them all."""
+    import os
+    import subprocess
+
     from app.runtime import Runtime, sample_dir
     from ingest.pipeline import ingest as run_ingest
 
@@ -412,12 +420,49 @@ def run() -> None:
             out.print(f"The store is empty: ingesting the built-in sample ({sample_dir()}).")
             report = run_ingest(s, [sample_dir()], store=rt.store, embedder=rt.embedder())
             out.print(f"Ingested {report.count('new')} documents, {report.chunks} chunks.")
-        question = "How long can the lighthouse lamp run on its reserve batteries?"
-        result = rt.retriever().retrieve(question)
-    out.print(f"\n[bold]rag retrieve[/bold] \"{question}\"")
-    print_retrieval(out, result, show_text=False)
-    out.print("\nReady. Try: .venv/bin/rag retrieve \"your question\" --text   "
-              "·   .venv/bin/rag ingest ~/your-docs")
+        else:
+            out.print(f"{rt.document_count()} documents in collection '{s.store.collection}'.")
+    if check:
+        from app.service import RagService
+
+        with RagService(s) as service:
+            _stream_answer(service, "How long can the lighthouse lamp run on its reserve batteries?",
+                           (), _options(None, None, None, None, None), False)
+        return
+
+    if not (s.llm.url or s.llm.urls):
+        from serving import llamacpp
+
+        out.print("Starting the CPU LLM server (llama.cpp, "
+                  f"{llamacpp.model_path(s.cpu_server).name}) ...")
+        url = llamacpp.ensure_running(s.cpu_server)
+        s = s.model_copy(update={"llm": s.llm.model_copy(update={"url": url})})
+
+    import uvicorn
+
+    from app.api import create_app
+
+    api_host = "127.0.0.1" if s.api.host in ("0.0.0.0", "::") else s.api.host
+    api_url = f"http://{api_host}:{s.api.port}"
+    ui = None
+    if not no_ui:
+        env = {**os.environ, "RAG_UI__API_URL": api_url}
+        if s.api.keys:
+            env.setdefault("RAG_UI__API_KEY", s.api.keys[0])
+        ui_app = Path(__file__).resolve().parents[1] / "ui" / "app.py"
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ui_app), "--server.headless", "true",
+             "--server.address", "127.0.0.1", "--server.port", str(ui_port),
+             "--browser.gatherUsageStats", "false"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out.print(f"\n[bold]Web UI: http://127.0.0.1:{ui_port}[/bold]")
+    out.print(f"REST API: {api_url}  (OpenAPI: {api_url}/docs)  ·  Ctrl-C stops everything\n")
+    try:
+        uvicorn.run(create_app(s), host=s.api.host, port=s.api.port, log_level="warning")
+    finally:
+        if ui is not None:
+            ui.terminate()
+            ui.wait(10)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from app.runtime import Runtime
 from app.settings import Settings
 from ingest.tokenizer import load_gguf_counter, load_tokenizer
 from retrieval.budget import compute_budget
+from retrieval.packer import LeftOut, Packing, Passage, render
 from retrieval.prompt import ChatFormat, Message, build_messages, prompt_overhead, template_tokens
 from retrieval.service import Retrieval, RetrieveOptions, Retriever
 
@@ -146,6 +147,15 @@ class RagService:
         s = self.settings.llm
         return not s.url and not s.urls
 
+    def _is_cpu_model(self, served_id: str) -> bool:
+        """The served model is the cpu_server's GGUF (e.g. the compose cpu profile)."""
+        from serving.llamacpp import model_path
+
+        try:
+            return served_id == model_path(self.settings.cpu_server).stem
+        except SettingsError:
+            return False
+
     def _counter(self, served_id: str | None) -> tuple[Any, ChatFormat]:
         """auto: the CPU server's GGUF tokenizer when that model is the one served (our
         embedded default, or the same GGUF behind a URL), else Llama 3.1's."""
@@ -154,13 +164,8 @@ class RagService:
             from serving.llamacpp import model_path
 
             spec = "llama3"
-            if self._uses_cpu_default() or served_id is not None:
-                try:
-                    gguf = model_path(self.settings.cpu_server)
-                except SettingsError:
-                    gguf = None
-                if gguf is not None and (self._uses_cpu_default() or served_id == gguf.stem):
-                    spec = str(gguf)
+            if self._uses_cpu_default() or (served_id and self._is_cpu_model(served_id)):
+                spec = str(model_path(self.settings.cpu_server))
         if spec == "llama3":
             counter: Any = load_tokenizer(self.settings.tokenizer.path)
             fmt: ChatFormat = "llama3"
@@ -190,7 +195,9 @@ class RagService:
             window, source = info.context_window, "server"
         elif s.llm.context_window:
             window, source = s.llm.context_window, "settings"
-        elif self._uses_cpu_default():
+        elif self._uses_cpu_default() or (info is not None and self._is_cpu_model(info.id)):
+            # Our llama.cpp server (llama-cpp-python reports no window): the cpu_server
+            # settings it was started with; a smaller real window is learned on refusal.
             window, source = s.cpu_server.n_ctx, "cpu_server"
         else:
             window, source = s.retrieval.context_window, "settings"
@@ -298,13 +305,14 @@ class RagService:
         """A follow-up about the same material keeps the previous packed context (same
         prompt prefix, so the server's prefix cache is reused); otherwise pack anew."""
         previous = self._recall(history, options)
-        if previous is not None:
+        if previous is not None and self._covers(previous, query, options, served):
             budget = compute_budget(
                 previous.budget.requested, served.context_window, previous.budget.answer_reserve,
                 prompt_overhead(served.counter, question, list(history), served.chat_format))
-            if previous.packing.used_tokens <= budget.available and self._covers(
-                    previous, query, options, served):
-                return replace(previous, question=question, budget=budget, seconds=0.0), True
+            packing = _keep_prefix(previous.packing, budget.available, served.counter)
+            if packing is not None:
+                return replace(previous, question=question, budget=budget, packing=packing,
+                               seconds=0.0), True
         return self._pack(question, query, options, served), False
 
     def _covers(self, previous: Retrieval, query: str, options: RetrieveOptions,
@@ -344,6 +352,27 @@ class RagService:
             self._remembered.move_to_end(key)
             while len(self._remembered) > self.REMEMBER:
                 self._remembered.popitem(last=False)
+
+
+def _keep_prefix(packing: Packing, available: int, counter: Any) -> Packing | None:
+    """The previous context for a follow-up. The conversation grew, so it may no longer fit:
+    then its last passages go (listed as left out), keeping the longest common prefix for
+    the server's prefix cache. None when not even the first passage fits."""
+    if packing.used_tokens <= available:
+        return packing
+    kept = list(packing.passages)
+    dropped: list[Passage] = []
+    while kept:
+        used = counter.count(render(kept))
+        if used <= available:
+            left = [LeftOut("budget", p.document_id, p.source, p.page, p.first, p.tokens, p.score)
+                    for p in reversed(dropped)]
+            return replace(packing, passages=kept, left_out=packing.left_out + left,
+                           used_tokens=used, budget=available, verified=True,
+                           notes=[*packing.notes, f"follow-up: kept the previous context's first "
+                                  f"{len(kept)} of {len(packing.passages)} passages"])
+        dropped.append(kept.pop())
+    return None
 
 
 def _check_question(question: str) -> str:

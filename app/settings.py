@@ -57,6 +57,10 @@ class EmbeddingSettings(BaseModel):
     batch_size: int = Field(64, ge=1, le=4096, description="Chunks per embedding batch.")
     device: str = Field("cpu", description="torch device for the embedder (cpu, cuda, mps).")
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
+    long_text: Literal["window", "truncate"] = Field(
+        "window",
+        description="Chunks longer than the model reads (MiniLM: 256 word pieces): 'window' "
+        "embeds overlapping windows and averages them; 'truncate' drops the rest.")
 
 
 class ChunkingSettings(BaseModel):

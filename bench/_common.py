@@ -68,6 +68,8 @@ class CachingEmbedder:
         self.inner = Embedder(settings.embedding)
         self.dim = self.inner.dim
         self.name = self.inner.name
+        if self.inner.long_text != "truncate":  # vectors differ by mode: cached apart
+            self.name += f"-{self.inner.long_text}"
         self.batch_size = self.inner.batch_size
         self.memo_queries = memo_queries
         self._queries: dict[str, list[float]] = {}

@@ -20,8 +20,8 @@ budget, and a cell passes when the needle sentence is a substring of the packed 
 
 Sizes and budgets accept k = 1,024 and M = 1,048,576 (128k = the 131,072-token window).
 The budget is the requested one: the packer fills min(budget, window) - answer reserve
-(1,024 by default) - prompt tokens. Whether the answer names Dolores Park needs the
-serving layer (an LLM), which does not exist yet: only the context is checked.
+(1,024 by default) - prompt tokens. With --answer, the cells up to --answer-max-budget are
+also answered by the LLM (the app's prompt, the packed context) and checked for "Dolores Park".
 """
 
 from __future__ import annotations
@@ -198,6 +198,12 @@ def main() -> None:
                          "kept between runs so reruns skip ingestion (default: %(default)s); "
                          "'temp' for a temporary folder")
     ap.add_argument("--fresh", action="store_true", help="empty --work first")
+    ap.add_argument("--answer", action="store_true",
+                    help="also ask the LLM (RAG_LLM__URL, else the CPU llama.cpp server) for the "
+                         "cells whose budget is at most --answer-max-budget, and check that the "
+                         "answer names Dolores Park")
+    ap.add_argument("--answer-max-budget", default="4k",
+                    help="largest budget whose cells are answered (SmolLM2 reads 8k tokens)")
     ap.add_argument("--out", type=Path, default=RESULTS / "niah.json",
                     help="results JSON (default: %(default)s)")
     args = ap.parse_args()
@@ -226,6 +232,25 @@ def main() -> None:
     elif args.fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
+
+    answer_max = parse_tokens(args.answer_max_budget)
+    llm: Any = None
+    llm_server: Any = None
+    llm_model: str | None = None
+    if args.answer:
+        from app.llm import LLMClient
+        from app.settings import load_settings
+
+        llm_settings = load_settings()
+        url = llm_settings.llm.url
+        if not url:
+            from serving import llamacpp
+
+            llm_server = llamacpp.start(llm_settings.cpu_server)
+            url = llm_server.url
+        llm = LLMClient([url], llm_settings.llm.api_key, llm_settings.llm.model)
+        llm_model = llm.model_info().id
+        log(f"answers from {llm_model} at {url}")
 
     started = time.perf_counter()
     from ingest.pipeline import ingest
@@ -324,6 +349,8 @@ def main() -> None:
                     if not ok:
                         cell["why"] = explain_miss(result, cell.get("needle_candidate_rank", {}),
                                                    ranks, search_mode)
+                    if llm is not None and budget <= answer_max:
+                        cell["answer"], cell["answer_ok"] = ask(llm, d["context"], question)
                     cells.append(cell)
                     log(f"  {label:>5} depth {depth:>5.1f}% budget {short_tokens(budget):>5}: "
                         f"{'ok' if ok else 'MISS'} ({d['mode']}, {cell['latency_ms']:.0f} ms, "
@@ -338,6 +365,10 @@ def main() -> None:
     wall = time.perf_counter() - started
     loads = {"before": [round(x, 2) for x in load_before],
              "after": [round(x, 2) for x in os.getloadavg()]}
+    if llm is not None:
+        llm.close()
+    if llm_server is not None:
+        llm_server.stop()
     print_grid(cells, sizes, depths, budgets, search_mode, args, per_size, wall, base_cfg)
     print(f"query embedding (MiniLM, CPU): median {median_ms(embed_times):.1f} ms, p95 "
           f"{p95_ms(embed_times):.1f} ms over {len(embed_times)}; load average 1 min before/after: "
@@ -354,12 +385,31 @@ def main() -> None:
         "query_embed_ms": {"median": round(median_ms(embed_times), 2),
                            "p95": round(p95_ms(embed_times), 2), "n": len(embed_times)},
         "load_average": loads,
-        "answer_check": "not run: needs the serving layer (LLM), which does not exist yet",
+        "answer_check": answer_summary(cells) if llm_model else "not run (--answer)",
+        "answer_model": llm_model,
         "environment": environment(), "argv": sys.argv[1:],
     })
     print(f"\nresults: {path}")
     if temp is not None:
         temp.cleanup()
+
+
+def ask(llm: Any, context: str, question: str) -> tuple[str, bool]:
+    """The LLM's answer from the packed context, as the app prompts it."""
+    from retrieval.prompt import build_messages
+
+    text, _ = llm.chat(build_messages(context, question), max_tokens=64, temperature=0.0)
+    return text.strip(), "dolores park" in text.lower()
+
+
+def answer_summary(cells: list[dict[str, Any]]) -> str:
+    asked = [c for c in cells if "answer_ok" in c]
+    if not asked:
+        return "no cell within --answer-max-budget"
+    named = sum(c["answer_ok"] for c in asked)
+    packed = [c for c in asked if c["ok"]]
+    return (f"{named}/{len(asked)} answers name Dolores Park ({sum(c['answer_ok'] for c in packed)}"
+            f"/{len(packed)} where the needle was packed; budgets <= the answer limit only)")
 
 
 def print_grid(cells: list[dict[str, Any]], sizes: list[int], depths: list[float],
@@ -417,8 +467,9 @@ def print_grid(cells: list[dict[str, Any]], sizes: list[int], depths: list[float
         for s in per_size))
     print("budget = requested tokens; the packer fills min(budget, window) - answer reserve - "
           "prompt tokens ('available' above)")
-    print("answer check (does the answer name Dolores Park?): not run, needs the serving layer "
-          "(LLM), which does not exist yet")
+    print("answer check (does the answer name Dolores Park?): "
+          + (answer_summary(cells) if any("answer_ok" in c for c in cells) else
+             "not run (--answer)"))
     print(f"wall time: {wall:.1f}s")
 
 

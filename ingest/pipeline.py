@@ -133,7 +133,7 @@ class Ingestor:
         """What besides the file's bytes decides its chunks and vectors."""
         s = self.settings
         return (f"chunk={s.chunking.size}/{s.chunking.overlap};tok={self.counter.name};"
-                f"emb={s.embedding.model}")
+                f"emb={s.embedding.model};long={s.embedding.long_text}")
 
     def live_documents(self) -> dict[str, dict[str, Any]]:
         where = Where(equals={"chunk_index": 0, "state": LIVE})

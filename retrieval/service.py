@@ -76,6 +76,7 @@ class Retrieval:
             "tokenizer": p.counted_with,
             "seconds": round(self.seconds, 4),
             "message": self.message,
+            "notes": list(p.notes),
         }
         if with_context:
             out["context"] = p.context
@@ -188,9 +189,26 @@ class Retriever:
                             budget.available)
         if not hits:
             return done(empty, 0, "no passage matches the question")
-        chunks = self._with_neighbours(hits, neighbours)
+        narrowed = self._neighbours_for(budget.available, neighbours)
+        if narrowed != neighbours:
+            packer = Packer(self.counter, narrowed, layout)
+        chunks = self._with_neighbours(hits, narrowed)
         packing = packer.pack(hits, chunks, budget.available)
+        if narrowed != neighbours:
+            packing.notes.append(f"neighbours {neighbours} -> {narrowed}: the budget holds fewer "
+                                 f"than {self.MIN_PASSAGES} widened passages")
         return done(packing, len(hits))
+
+    MIN_PASSAGES = 8  # a budget too small for this many widened hits packs bare hits
+    PROMOTE = 3  # each search's leaders that hybrid fusion may not bury
+
+    def _neighbours_for(self, available: int, neighbours: int) -> int:
+        """Neighbours only when the budget holds MIN_PASSAGES hits widened by them: at 4k
+        tokens, three 512-token chunks per passage would leave room for two hits."""
+        per_chunk = max(32, self.settings.chunking.size - self.settings.chunking.overlap)
+        while neighbours and (2 * neighbours + 1) * per_chunk * self.MIN_PASSAGES > available:
+            neighbours -= 1
+        return neighbours
 
     def _try_whole(self, selected: list[dict[str, Any]], available: int, packer: Packer,
                    forced: bool) -> Packing | None:
@@ -227,7 +245,31 @@ class Retriever:
         sparse = self.sparse.query(question) if mode in ("hybrid", "keyword") else None
         points = self.store.query(dense=dense, sparse=sparse, mode=mode, where=where,
                                   limit=limit, rrf_k=r.rrf_k)
-        return [Hit(ChunkRef.from_payload(p.id, p.payload), p.score) for p in points]
+        hits = [Hit(ChunkRef.from_payload(p.id, p.payload), p.score) for p in points]
+        if mode == "hybrid" and hits:
+            hits = self._promote_leaders(hits, dense, sparse, where)
+        return hits
+
+    def _promote_leaders(self, hits: list[Hit], dense: Any, sparse: Any, where: Where) -> list[Hit]:
+        """Reciprocal rank fusion ranks a chunk that only one search finds (the exact words
+        of a needle, found by keywords alone) below chunks both find half-well; at a small
+        budget it is then left out. The top PROMOTE of each search, alternating, go first."""
+        leaders: list[list[str]] = []
+        for mode in ("dense", "keyword"):
+            top = self.store.query(dense=dense if mode == "dense" else None,
+                                   sparse=sparse if mode == "keyword" else None,
+                                   mode=mode, where=where, limit=self.PROMOTE)  # type: ignore[arg-type]
+            leaders.append([p.id for p in top])
+        order: list[str] = []
+        for pair in zip(*[ids + [""] * (self.PROMOTE - len(ids)) for ids in leaders], strict=True):
+            order += [i for i in pair if i and i not in order]
+        present = {h.chunk.id for h in hits}
+        promoted = [i for i in order if i in present]
+        top_score = max(h.score for h in hits)
+        # Scores above every fused one, decreasing in promotion order (the packer packs by
+        # score); the rest keep their fused scores and order.
+        lift = {i: top_score + (len(promoted) - n) * 1e-6 for n, i in enumerate(promoted)}
+        return [Hit(h.chunk, lift.get(h.chunk.id, h.score)) for h in hits]
 
     def _with_neighbours(self, hits: list[Hit], n: int) -> dict[tuple[str, int], ChunkRef]:
         """The hits' chunks plus up to `n` on each side, fetched by their derived ids."""

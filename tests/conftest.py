@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if sys.path[0] != str(ROOT):
     sys.path.insert(0, str(ROOT))
 
+from ports import free_port  # noqa: E402
+
 from app.settings import Settings, load_settings  # noqa: E402
 from ingest.tokenizer import TokenCounter, load_tokenizer  # noqa: E402
 
@@ -99,14 +101,6 @@ def ingest_paths(settings: Settings, embedder: Any) -> IngestFn:
                       embedder=embedder)
 
     return run
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import free_port
+from ports import free_port
 
 from app.citations import cite
 from app.errors import SettingsError
@@ -177,7 +177,10 @@ def test_follow_up_on_the_same_material_reuses_the_packed_context(service: RagSe
     history = (Message("user", first.question), Message("assistant", first.answer))
     follow = service.ask("And on how many batteries does the lighthouse lamp run?", history, options)
     assert follow.reused_context, follow.retrieval.to_dict()
-    assert follow.retrieval.packing.context == first.retrieval.packing.context
+    # The same context, or (the conversation grew) its first passages: the same prefix.
+    context = follow.retrieval.packing.context
+    assert context and first.retrieval.packing.context.startswith(context)
+    assert follow.retrieval.packing.used_tokens <= follow.retrieval.budget.available
     assert "lighthouse lamp run on reserve batteries" in follow.search_query
     # A different subject packs anew.
     other = service.ask("What does a day pass for the city bikes cost?",
@@ -250,3 +253,26 @@ def test_cli_ask_json(settings: Settings, service: RagService, corpus: Path,
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("error: the LLM server is not reachable at http://127.0.0.1:")
     assert "Traceback" not in r.stderr
+
+
+def test_a_grown_conversation_keeps_the_previous_contexts_prefix(counter: Any) -> None:
+    from app.service import _keep_prefix
+    from retrieval.packer import Packing, Passage, header_for, render
+
+    passages = []
+    for label in (1, 2, 3):
+        p = Passage(label, f"d{label}", f"/docs/{label}.md", "", None, 0, 0, 0,
+                    f"Passage number {label} talks about lamps. " * 20, 0, 0.5, label - 1)
+        p.header = header_for(label, p)
+        p.tokens = counter.count(p.header + p.text + "\n\n")
+        passages.append(p)
+    used = counter.count(render(passages))
+    packing = Packing(passages, [], used, used, "document", "retrieve", counter.name)
+    assert _keep_prefix(packing, used, counter) is packing  # still fits: unchanged
+    trimmed = _keep_prefix(packing, used - 5, counter)
+    assert trimmed is not None
+    assert [p.label for p in trimmed.passages] == [1, 2]
+    assert render(passages).startswith(trimmed.context)
+    assert trimmed.used_tokens == counter.count(trimmed.context) <= used - 5
+    assert [(x.reason, x.document_id) for x in trimmed.left_out] == [("budget", "d3")]
+    assert _keep_prefix(packing, 10, counter) is None  # not even one passage fits

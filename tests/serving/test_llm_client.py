@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import free_port
+from ports import free_port
 
 from app.llm import LLMClient, LLMError, LLMUnavailableError, PromptTooLongError
 from app.settings import CPUServerSettings

@@ -1,0 +1,132 @@
+"""One error envelope for every failure: {"error": {"message", "type", "param", "code"}}.
+
+Domain errors (app/errors.py, app/llm.py) keep their message, which is written for users;
+anything unexpected becomes a 500 whose message says nothing about the inside, and its
+traceback goes to the server log only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.errors import LoadError, NotFoundError, RagError, SettingsError, StoreError, StoreLockedError
+from app.llm import LLMError, LLMUnavailableError, PromptTooLongError
+
+log = logging.getLogger("rag.api")
+
+_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
+    415: "invalid_request_error", 422: "invalid_request_error", 500: "internal_error",
+    502: "upstream_error", 503: "service_unavailable",
+}
+_CODES = {400: "bad_request", 401: "invalid_api_key", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",
+          422: "invalid_value", 500: "internal_error", 502: "upstream_error",
+          503: "unavailable"}
+_PARAM = re.compile(r"^([A-Za-z_][\w.]*):\s")
+
+
+class ApiError(Exception):
+    """An error raised by a route, with its HTTP status and envelope fields."""
+
+    def __init__(self, status: int, message: str, param: str | None = None,
+                 code: str | None = None, type_: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code or _CODES.get(status, "error")
+        self.type = type_ or _TYPES.get(status, "api_error")
+        self.headers = headers
+
+
+def envelope(status: int, message: str, param: str | None = None, code: str | None = None,
+             type_: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_ or _TYPES.get(status, "api_error"),
+                      "param": param, "code": code or _CODES.get(status, "error")}}
+
+
+def error_response(status: int, message: str, param: str | None = None, code: str | None = None,
+                   type_: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(envelope(status, message, param, code, type_), status_code=status,
+                        headers=headers)
+
+
+def from_exception(exc: BaseException) -> ApiError:
+    """The API error for any exception (domain errors keep their message)."""
+    if isinstance(exc, ApiError):
+        return exc
+    message = str(exc)
+    if isinstance(exc, PromptTooLongError):
+        return ApiError(413, message, code="context_length_exceeded",
+                        type_="invalid_request_error")
+    if isinstance(exc, LLMUnavailableError):
+        return ApiError(503, message, code="llm_unavailable")
+    if isinstance(exc, LLMError):
+        return ApiError(getattr(exc, "status", 502), message, code="llm_error")
+    if isinstance(exc, SettingsError):
+        found = _PARAM.match(message)
+        return ApiError(422, message, param=found.group(1) if found else None)
+    if isinstance(exc, NotFoundError):
+        return ApiError(404, message)
+    if isinstance(exc, LoadError):
+        return ApiError(422, message, code="unreadable_file")
+    if isinstance(exc, StoreLockedError):
+        return ApiError(503, message, code="store_locked")
+    if isinstance(exc, StoreError):
+        return ApiError(503, message, code="store_unavailable")
+    if isinstance(exc, RagError):
+        return ApiError(500, message)
+    log.error("unexpected error", exc_info=exc)
+    return ApiError(500, "internal server error (the server log has the details)")
+
+
+def _validation_message(err: dict[str, Any]) -> tuple[str, str | None]:
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    param = ".".join(loc) or None
+    msg = str(err.get("msg", "invalid value"))
+    if err.get("type") == "json_invalid":
+        return f"the body is not valid JSON: {err.get('ctx', {}).get('error', msg)}", None
+    return (f"{param}: {msg}" if param else msg), param
+
+
+def install(app: FastAPI) -> None:
+    """Registers the handlers that turn every exception into the envelope."""
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.param, exc.code, exc.type, exc.headers)
+
+    @app.exception_handler(RagError)
+    async def _rag(_: Request, exc: RagError) -> JSONResponse:
+        e = from_exception(exc)
+        return error_response(e.status, e.message, e.param, e.code, e.type)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        message, param = _validation_message(errors[0]) if errors else ("invalid request", None)
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more)"
+        return error_response(422, message, param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such route"
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        e = from_exception(exc)
+        return error_response(e.status, e.message, e.param, e.code, e.type)

@@ -1,0 +1,279 @@
+"""Upload ingest jobs: one background thread runs them in order through the same pipeline
+as `rag ingest`, and their progress is readable while they run (GET /v1/jobs/{id}).
+
+Each job is also written to data_dir/jobs/<id>.json as it progresses, so that with several
+API workers (one data dir, a Qdrant server) any worker can report any job, and a job whose
+worker died is reported failed rather than running forever.
+
+Store access is serialised with the service's lock, one store call at a time (not the whole
+job): questions keep being answered while a large upload is embedded, and each question's
+retrieval, which holds the lock throughout, sees the store between two ingest writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from app.api.metrics import Metrics
+from app.settings import Settings
+from ingest.pipeline import FileResult, Progress, ingest
+from ingest.store import LIVE
+
+log = logging.getLogger("rag.api")
+JobStatus = Literal["queued", "running", "done", "failed"]
+
+
+@dataclass
+class Job:
+    id: str
+    paths: list[Path]
+    status: JobStatus = "queued"
+    files_total: int = 0
+    files_done: int = 0
+    chunks_embedded: int = 0
+    results: list[FileResult] = field(default_factory=list)
+    error: str | None = None
+    created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    pid: int = field(default_factory=os.getpid)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "status": self.status, "files_total": self.files_total,
+            "files_done": self.files_done, "chunks_embedded": self.chunks_embedded,
+            "results": [{"path": r.path, "status": r.status, "reason": r.reason,
+                         "document_id": r.document_id, "chunks": r.chunks}
+                        for r in list(self.results)],
+            "error": self.error, "created_at": self.created_at, "finished_at": self.finished_at,
+        }
+
+
+class _JobProgress(Progress):
+    def __init__(self, job: Job, saved: Any):
+        self.job = job
+        self.saved = saved
+        self._last = 0.0
+
+    def start(self, total_files: int) -> None:
+        self.job.files_total = total_files
+        self.saved(self.job)
+
+    def file_done(self, result: FileResult) -> None:
+        self.job.results.append(result)
+        self.job.files_done += 1
+        self.saved(self.job)
+
+    def embedded(self, chunks: int) -> None:
+        self.job.chunks_embedded += chunks
+        if time.monotonic() - self._last > 0.5:
+            self._last = time.monotonic()
+            self.saved(self.job)
+
+
+class LockedStore:
+    """The store with each call under `lock` (scrolls are read whole inside it).
+
+    The pipeline commits a document with two calls, set_payload(state=live) then the delete
+    of its previous version; the lock is held from the first to the end of the second, so a
+    reader never sees two versions of one document live."""
+
+    _CALLS = {"ensure_collection", "exists", "upsert", "set_payload", "delete", "query",
+              "retrieve", "scroll", "count", "optimize"}
+
+    def __init__(self, store: Any, lock: threading.RLock):
+        self._store = store
+        self._lock = lock
+        self._held = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if name not in self._CALLS:
+            return attr
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                result = attr(*args, **kwargs)
+                return list(result) if name == "scroll" else result
+
+        return locked
+
+    def set_payload(self, where: Any, payload: dict[str, Any]) -> None:
+        self._lock.acquire()
+        try:
+            self._store.set_payload(where, payload)
+        except BaseException:
+            self._lock.release()
+            raise
+        if payload.get("state") == LIVE:
+            self._held += 1  # released by the delete of the old version, which follows
+        else:
+            self._lock.release()
+
+    def delete(self, where: Any) -> None:
+        try:
+            with self._lock:
+                self._store.delete(where)
+        finally:
+            self.release_held()
+
+    def release_held(self) -> None:
+        while self._held:
+            self._held -= 1
+            self._lock.release()
+
+
+class LockedEmbedder:
+    """The shared embedder with each batch under `lock`: retrieval embeds questions under the
+    same lock, and one model must not run two batches at once (its tokenizer is not
+    reentrant)."""
+
+    def __init__(self, embedder: Any, lock: threading.RLock):
+        self._embedder = embedder
+        self._lock = lock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._embedder, name)
+
+    def embed(self, texts: list[str]) -> Any:
+        with self._lock:
+            return self._embedder.embed(texts)
+
+
+class JobManager:
+    """Queued ingest jobs, run one at a time on a background thread; the last `keep`
+    jobs stay readable."""
+
+    def __init__(self, settings: Settings, service: Any, metrics: Metrics | None = None,
+                 keep: int = 256):
+        self.settings = settings
+        self.service = service
+        self.metrics = metrics
+        self.keep = keep
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.folder = Path(settings.data_dir) / "jobs"
+
+    def submit(self, paths: list[Path]) -> Job:
+        job = Job(uuid.uuid4().hex, list(paths), files_total=len(paths))
+        with self._guard:
+            if self._closed:
+                raise RuntimeError("the job manager is closed")
+            self._jobs[job.id] = job
+            while len(self._jobs) > self.keep:
+                oldest = next(iter(self._jobs.values()))
+                if oldest.status in ("queued", "running"):
+                    break
+                self._jobs.popitem(last=False)
+            self._save(job)
+            self._prune_files()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="ingest-jobs",
+                                                daemon=True)
+                self._thread.start()
+        self._queue.put(job)
+        return job
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The job as JSON: this process's own, else one another worker wrote down."""
+        with self._guard:
+            job = self._jobs.get(job_id)
+        if job is not None:
+            return job.to_dict()
+        if not job_id.isalnum():
+            return None
+        try:
+            data: dict[str, Any] = json.loads((self.folder / f"{job_id}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        pid = data.pop("pid", None)
+        if data.get("status") in ("queued", "running") and not _alive(pid):
+            data["status"] = "failed"
+            data["error"] = "the API process running this job stopped before it finished"
+        return data
+
+    def _save(self, job: Job) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            part = self.folder / f".{job.id}.{threading.get_ident()}.part"
+            part.write_text(json.dumps({**job.to_dict(), "pid": job.pid}))
+            os.replace(part, self.folder / f"{job.id}.json")
+        except OSError as exc:  # progress on disk is a convenience; the job goes on
+            log.warning("cannot write job %s: %s", job.id, exc)
+
+    def _prune_files(self) -> None:
+        try:
+            files = sorted(self.folder.glob("*.json"), key=lambda f: f.stat().st_mtime)
+        except OSError:
+            return
+        for old in files[: max(0, len(files) - self.keep)]:
+            old.unlink(missing_ok=True)
+
+    def pending(self) -> int:
+        with self._guard:
+            return sum(1 for j in self._jobs.values() if j.status in ("queued", "running"))
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stops taking jobs and waits (bounded) for the running one; queued ones are dropped.
+        A job cut short leaves the store consistent (see ingest/pipeline.py)."""
+        with self._guard:
+            self._closed = True
+            thread = self._thread
+        self._queue.put(None)
+        if thread is not None:
+            thread.join(timeout_s)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None or self._closed:
+                return
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        job.status = "running"
+        self._save(job)
+        service = self.service
+        lock = service._lock
+        store = LockedStore(service.runtime.store, lock)
+        try:
+            with lock:
+                embedder = service.runtime.embedder()
+            ingest(self.settings, job.paths, progress=_JobProgress(job, self._save), store=store,
+                   embedder=LockedEmbedder(embedder, lock))
+            job.status = "done"
+        except Exception as exc:  # the job reports it; the server goes on
+            from app.api.errors import from_exception
+
+            job.error = from_exception(exc).message
+            job.status = "failed"
+        finally:
+            store.release_held()
+            job.finished_at = time.time()
+            self._save(job)
+            if self.metrics is not None:
+                self.metrics.jobs.labels(job.status).inc()
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,96 @@
+"""Operations: /healthz (the process is up), /readyz (Qdrant and the LLM answer), /metrics,
+and /v1/config (what the UI needs to draw its controls)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+
+from app.api.deps import ApiState, StateDep
+from app.api.errors import envelope
+from app.api.metrics import CONTENT_TYPE
+from app.api.routes_query import ERRORS
+from app.api.schemas import MAX_HISTORY, ConfigOut, ErrorEnvelope, Health, Readiness
+from ingest.loaders import CODE, HTML, MARKDOWN, TEXT_TYPES
+from serving.readiness import is_ready
+
+router = APIRouter(tags=["operations"])
+UPLOAD_TYPES = sorted({".pdf", ".docx", ".pptx", *HTML, *MARKDOWN, *TEXT_TYPES, *CODE})
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> dict[str, str]:
+    """The process is up (no dependency is checked)."""
+    return {"status": "ok"}
+
+
+def _check_store(state: ApiState) -> tuple[bool, str]:
+    try:
+        with state.service._lock:
+            n = state.service.runtime.document_count()
+        return True, f"{n} documents"
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def _check_llm(state: ApiState) -> tuple[bool, str]:
+    if not state.warm.is_set():
+        return False, "starting (loading the embedder and reaching the LLM server)"
+    llm = state.service._llm
+    if llm is None:
+        return False, state.warm_error or "no LLM client"
+    up = [u for u in llm.urls if is_ready(u, llm.api_key, path="/models")]
+    if not up:
+        return False, f"not reachable at {', '.join(llm.urls)}"
+    return True, f"{len(up)} of {len(llm.urls)} reachable"
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+async def readyz(state: StateDep) -> JSONResponse:
+    """Ready when the store answers and an LLM server is reachable; 503 names what failed."""
+    store_ok, store_detail = await anyio.to_thread.run_sync(_check_store, state)
+    llm_ok, llm_detail = await anyio.to_thread.run_sync(_check_llm, state)
+    checks = {"qdrant": {"ok": store_ok, "detail": store_detail},
+              "llm": {"ok": llm_ok, "detail": llm_detail}}
+    if store_ok and llm_ok:
+        return JSONResponse({"status": "ready", "checks": checks})
+    failed = [name for name, c in checks.items() if not c["ok"]]
+    body: dict[str, Any] = {"status": "not_ready", "checks": checks, **envelope(
+        503, "not ready: " + "; ".join(f"{n}: {checks[n]['detail']}" for n in failed),
+        param=",".join(failed), code="not_ready")}
+    return JSONResponse(body, status_code=503)
+
+
+@router.get("/metrics", response_class=Response, responses={
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+    401: {"model": ErrorEnvelope}})
+async def metrics(state: StateDep) -> Response:
+    """Prometheus metrics."""
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+@router.get("/v1/config", response_model=ConfigOut, responses=ERRORS)
+def config(state: StateDep) -> dict[str, Any]:
+    """The served model and window, the request defaults and the limits."""
+    state.ensure_llm()
+    served = state.service.served(require_server=False)
+    s = state.settings
+    r = s.retrieval
+    api = s.api
+    return {
+        "context_window": served.context_window,
+        "model": served.model,
+        "defaults": {"budget_tokens": min(max(r.budget_tokens, api.min_budget_tokens),
+                                          api.max_budget_tokens),
+                     "layout": r.layout, "mode": r.search_mode, "context": r.context_mode},
+        "limits": {"max_question_chars": api.max_question_chars,
+                   "min_budget_tokens": api.min_budget_tokens,
+                   "max_budget_tokens": api.max_budget_tokens,
+                   "max_body_mb": api.max_body_mb, "max_upload_mb": api.max_upload_mb,
+                   "max_files_per_upload": api.max_files_per_upload,
+                   "max_history": MAX_HISTORY, "upload_types": UPLOAD_TYPES},
+        "auth": bool(api.keys),
+    }

@@ -1,0 +1,146 @@
+"""POST /v1/query (answer, JSON or server-sent events) and POST /v1/retrieve (context only)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from app.api.deps import ApiState, StateDep
+from app.api.errors import ApiError, envelope, from_exception
+from app.api.schemas import (
+    AnswerOut,
+    ErrorEnvelope,
+    FiltersIn,
+    QueryRequest,
+    RetrieveRequest,
+    RetrieveResponse,
+)
+from retrieval.prompt import Message
+from retrieval.service import Filters, RetrieveOptions
+
+router = APIRouter(tags=["query"])
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_SSE_DOC = (
+    "Answer a question from the documents, with citations and the context ledger.\n\n"
+    "With `stream: true`: `text/event-stream` with `event: retrieval` (data: {\"ledger\": ...}), "
+    "`event: delta` (data: {\"text\": ...}) for each piece of the answer, then `event: done` "
+    "(data: the answer object) — or `event: error` (data: the error envelope) when it fails "
+    "after the stream started."
+)
+
+
+def options(state: ApiState, question: str, budget_tokens: int | None, layout: str | None,
+            mode: str | None, context: str | None, filters: FiltersIn | None) -> RetrieveOptions:
+    """Request fields → RetrieveOptions, with the configured limits (api.*)."""
+    api = state.settings.api
+    if len(question) > api.max_question_chars:
+        raise ApiError(422, f"question: longer than the limit of {api.max_question_chars:,} "
+                            "characters", param="question", code="question_too_long")
+    if budget_tokens is not None and not api.min_budget_tokens <= budget_tokens <= api.max_budget_tokens:
+        raise ApiError(422, f"budget_tokens: must be between {api.min_budget_tokens:,} and "
+                            f"{api.max_budget_tokens:,}", param="budget_tokens",
+                       code="budget_out_of_range")
+    if budget_tokens is None:  # the configured default, kept inside the allowed range
+        default = state.settings.retrieval.budget_tokens
+        if not api.min_budget_tokens <= default <= api.max_budget_tokens:
+            budget_tokens = min(max(default, api.min_budget_tokens), api.max_budget_tokens)
+    f = filters or FiltersIn(path=None)
+    return RetrieveOptions(
+        budget_tokens=budget_tokens, layout=layout, search_mode=mode,  # type: ignore[arg-type]
+        context_mode=context,  # type: ignore[arg-type]
+        filters=Filters(tuple(f.document_ids), f.path or None, tuple(f.types)))
+
+
+def history_of(req: RetrieveRequest) -> tuple[Message, ...]:
+    return tuple(Message(m.role, m.content) for m in req.history)
+
+
+def sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+_STOP = object()
+
+
+def _next(events: Iterator[Any]) -> Any:
+    return next(events, _STOP)
+
+
+async def threaded(events: Iterator[Any]) -> AsyncIterator[Any]:
+    """Iterates a blocking generator on worker threads; closes it (which closes the LLM
+    request) when the client goes away."""
+    try:
+        while True:
+            item = await anyio.to_thread.run_sync(_next, events)
+            if item is _STOP:
+                return
+            yield item
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            with contextlib.suppress(ValueError):  # still running on a thread: ends by itself
+                close()
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorEnvelope} for s in (400, 401, 413, 422, 500, 502, 503)}
+
+
+@router.post("/v1/retrieve", response_model=None, responses={
+    200: {"model": RetrieveResponse}, **ERRORS})
+def retrieve(req: RetrieveRequest, state: StateDep) -> Response:
+    """The packed context and its ledger for a question, without an answer (no LLM call).
+    The same object as `rag retrieve --json`, plus `context`."""
+    opts = options(state, req.question, req.budget_tokens, req.layout, req.mode, req.context,
+                   req.filters)
+    state.ensure_llm()
+    result = state.service.retrieve(req.question, opts, history_of(req))
+    data = result.to_dict(with_context=True)
+    state.metrics.packed("/v1/retrieve", data)
+    return JSONResponse(data)
+
+
+@router.post("/v1/query", response_model=None, description=_SSE_DOC, responses={
+    200: {"model": AnswerOut, "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+    **ERRORS})
+def query(req: QueryRequest, state: StateDep) -> Response:
+    """Answer a question from the documents, with citations and the context ledger."""
+    opts = options(state, req.question, req.budget_tokens, req.layout, req.mode, req.context,
+                   req.filters)
+    state.ensure_llm()
+    events = state.service.stream(req.question, history_of(req), opts)
+    if not req.stream:
+        for event in events:
+            if event.kind == "done":
+                data = event.answer.to_dict()
+                state.metrics.packed("/v1/query", data["ledger"])
+                state.metrics.answered(data["usage"])
+                return JSONResponse(data)
+        raise ApiError(502, "the answer ended without a result", code="llm_error")
+    first = next(events)  # the retrieval: until here a failure is a plain JSON error
+    return StreamingResponse(_stream(state, first, events), media_type="text/event-stream",
+                             headers=SSE_HEADERS)
+
+
+async def _stream(state: ApiState, first: Any, events: Iterator[Any]) -> AsyncIterator[str]:
+    try:
+        ledger = first.retrieval.to_dict()
+        state.metrics.packed("/v1/query", ledger)
+        yield sse("retrieval", {"ledger": ledger})
+        async for event in threaded(events):
+            if event.kind == "delta":
+                yield sse("delta", {"text": event.text})
+            elif event.kind == "done":
+                data = event.answer.to_dict()
+                state.metrics.answered(data["usage"])
+                yield sse("done", data)
+    except Exception as exc:
+        e = from_exception(exc)
+        yield sse("error", envelope(e.status, e.message, e.param, e.code, e.type))

@@ -1,0 +1,334 @@
+"""Request and response models: they validate what comes in and document (in the OpenAPI
+document) what goes out. Responses are built by the service's own `to_dict()`s; the models
+here describe them without re-validating every answer."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Layout = Literal["document", "relevance", "edges"]
+SearchMode = Literal["hybrid", "dense", "keyword"]
+ContextMode = Literal["auto", "full", "retrieve"]
+
+# Static bounds of the schema; the configured (api.*) limits are written into the served
+# OpenAPI document and checked per request (app/api/main.py, routes_query.py).
+MAX_QUESTION_CHARS = 8000
+MAX_HISTORY = 200
+# Something besides whitespace, by every definition in play: Python's str.strip() (which the
+# service applies) also strips \x1c-\x1f and \x85; JSON Schema's \s also matches \ufeff.
+NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
+
+
+def _encodable(value: Any) -> Any:
+    """Lone surrogates (valid in JSON, not in UTF-8) would break every tokenizer."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+class _Text(BaseModel):
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utf8(cls, v: Any) -> Any:
+        if isinstance(v, list | tuple):
+            for item in v:
+                _encodable(item)
+            return v
+        return _encodable(v)
+
+
+class HistoryMessage(_Text):
+    """One earlier turn of the conversation (fields other than these are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=200_000)
+
+
+class FiltersIn(_Text):
+    """Restrict the search to some documents."""
+
+    model_config = ConfigDict(extra="forbid")
+    document_ids: list[str] = Field(default_factory=list, max_length=1000,
+                                    description="Only these document ids.")
+    path: str | None = Field(None, max_length=4096,
+                             description="Source path prefix, or a glob when it has * ? [.")
+    types: list[str] = Field(default_factory=list, max_length=32,
+                             description="Only these types: pdf, docx, pptx, html, markdown, "
+                                         "text, code.")
+
+
+class RetrieveRequest(_Text):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, pattern=NOT_BLANK,
+                          description="The question.")
+    history: list[HistoryMessage] = Field(
+        default_factory=list, max_length=MAX_HISTORY,
+        description="Earlier turns, oldest first; pass the assistant's answers back unchanged "
+                    "so a follow-up can reuse the packed context (prefix cache).")
+    filters: FiltersIn | None = None
+    budget_tokens: int | None = Field(None, description="Requested context budget in tokens "
+                                                        "(default: retrieval.budget_tokens).")
+    layout: Layout | None = Field(None, description="Passage order in the context.")
+    mode: SearchMode | None = Field(None, description="Search: hybrid, dense or keyword.")
+    context: ContextMode | None = Field(
+        None, description="auto: whole documents when they fit; full: whole documents; "
+                          "retrieve: always search.")
+
+
+class QueryRequest(RetrieveRequest):
+    stream: bool = Field(False, description="Server-sent events: retrieval, delta..., done "
+                                            "(or error).")
+
+
+# -- responses (documentation) ----------------------------------------------------------------
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class BudgetOut(_Open):
+    requested: int
+    context_window: int
+    answer_reserve: int
+    prompt_tokens: int
+    available: int
+
+
+class PassageOut(_Open):
+    label: int
+    document_id: str
+    source: str
+    title: str | None = None
+    page: int | None = None
+    text: str
+    tokens: int
+    score: float | None = None
+
+
+class LeftOutOut(_Open):
+    reason: str
+    document_id: str
+    source: str
+
+
+class Ledger(_Open):
+    """What went into the context and what was left out."""
+
+    budget: BudgetOut
+    used_tokens: int
+    passages: list[PassageOut]
+    left_out: list[LeftOutOut]
+    mode: str
+    layout: str
+    search_mode: str
+    candidates: int
+    documents: Any = None
+    message: str
+
+
+class RetrieveResponse(Ledger):
+    context: str = Field(description="The packed context exactly as the model reads it.")
+
+
+class CitationOut(_Open):
+    label: int
+    document_id: str
+    source: str
+    title: str | None = None
+    page: int | None = None
+    text: str
+    quote: str
+    quote_start: int
+    quote_end: int
+    inferred: bool
+
+
+class AnswerOut(_Open):
+    answer: str
+    citations: list[CitationOut]
+    invalid_citations: list[int]
+    ledger: Ledger
+    usage: dict[str, Any]
+    model: str
+    finish_reason: str | None = None
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+class DocumentOut(BaseModel):
+    document_id: str
+    source: str
+    title: str
+    type: str
+    pages: int | None = None
+    chunks: int
+    tokens: int
+    ingested_at: str
+
+
+class DocumentList(BaseModel):
+    data: list[DocumentOut]
+
+
+class Deleted(BaseModel):
+    deleted: DocumentOut
+
+
+class FileResultOut(BaseModel):
+    path: str
+    status: Literal["new", "updated", "unchanged", "failed", "skipped", "removed"]
+    reason: str
+    document_id: str
+    chunks: int
+
+
+class JobOut(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    files_total: int
+    files_done: int
+    chunks_embedded: int
+    results: list[FileResultOut]
+    error: str | None = None
+    created_at: float
+    finished_at: float | None = None
+
+
+class JobAccepted(BaseModel):
+    job: JobOut
+
+
+class Defaults(BaseModel):
+    budget_tokens: int
+    layout: Layout
+    mode: SearchMode
+    context: ContextMode
+
+
+class Limits(BaseModel):
+    max_question_chars: int
+    min_budget_tokens: int
+    max_budget_tokens: int
+    max_body_mb: float
+    max_upload_mb: float
+    max_files_per_upload: int
+    max_history: int
+    upload_types: list[str]
+
+
+class ConfigOut(BaseModel):
+    context_window: int
+    model: str
+    defaults: Defaults
+    limits: Limits
+    auth: bool
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Readiness(_Open):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, Check]
+
+
+# -- OpenAI-compatible chat --------------------------------------------------------------------
+class ContentPart(_Open):
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(_Open):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.text or "" for p in self.content if p.type in ("text", "input_text"))
+        return self.content or ""
+
+
+class StreamOptions(_Open):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat completion request. The last user message is the question, earlier user
+    and assistant messages are the history; system and developer messages are ignored (the
+    RAG system prompt with the passages takes their place). Sampling fields are accepted and
+    ignored (the server's llm.* settings apply). RAG fields may be added (extra_body)."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = Field(None, description="Accepted and ignored: the served model answers.")
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_HISTORY + 50)
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, ge=1, le=1, description="Only 1 is supported.")
+    budget_tokens: int | None = Field(None, description="RAG: requested context budget.")
+    layout: Layout | None = None
+    mode: SearchMode | None = None
+    context: ContextMode | None = None
+    filters: FiltersIn | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    context_window: int
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ChatChoiceMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ChatChoiceMessage
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class ChatUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: ChatUsage
+    citations: list[CitationOut] = Field(description="RAG: the passages the answer cites.")
+    ledger: Ledger = Field(description="RAG: what went into the context.")

@@ -1,0 +1,97 @@
+"""The documents page: upload files (with progress until they are ingested), the table of
+documents, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from ui.client import ApiClient, ApiError
+from ui.components import api, show_error
+from ui.documents import TABLE_COLUMNS, document_rows, ingest, job_lines
+
+DEFAULT_TYPES = "PDF, DOCX, PPTX, HTML, Markdown, text, code"
+
+
+def upload(client: ApiClient, limits: dict[str, Any]) -> None:
+    most_files = int(limits.get("max_files_per_upload") or 0)
+    types = ", ".join(limits.get("upload_types") or []) or DEFAULT_TYPES
+    with st.form("upload", clear_on_submit=True):
+        files = st.file_uploader(
+            "Add documents", accept_multiple_files=True,
+            max_upload_size=max(1, round(float(limits.get("max_upload_mb") or 200))),
+            help=f"Accepted: {types}. A file already stored is ingested again only when its "
+                 "content changed.")
+        submitted = st.form_submit_button("Upload and ingest", icon=":material/upload:",
+                                          type="primary")
+    if not submitted:
+        return
+    if not files:
+        st.warning("Choose one or more files first.")
+        return
+    if most_files and len(files) > most_files:
+        st.warning(f"At most {most_files} files per upload: choose fewer, then upload the rest.")
+        return
+    names = ", ".join(f.name for f in files)
+    with st.status(f"Ingesting {names}…", expanded=True) as status:
+        bar = st.progress(0.0, text="Uploading…")
+        try:
+            job = ingest(client, [(f.name, f.getvalue(), f.type) for f in files],
+                         lambda text, share: bar.progress(share, text=text),
+                         st.session_state["_ui_settings"])
+        except ApiError as exc:
+            status.update(label=f"Uploading {names} failed", state="error")
+            show_error(exc)
+            return
+        failed = job.get("status") != "done" or any(
+            r.get("status") == "failed" for r in job.get("results") or [])
+        status.update(label=f"Ingesting {names}: some files failed" if failed
+                      else f"Ingested {names}", state="error" if failed else "complete")
+    st.session_state["_last_job"] = job
+
+
+def table(client: ApiClient) -> None:
+    try:
+        documents = client.documents()
+    except ApiError as exc:
+        show_error(exc)
+        return
+    st.subheader(f"{len(documents)} document{'s' * (len(documents) != 1)}")
+    if not documents:
+        st.info("No documents yet: upload some above.")
+        return
+    rows = document_rows(documents)
+    st.table(pd.DataFrame(rows, columns=list(TABLE_COLUMNS)).set_index("name"))
+
+    seen = [r["name"] for r in rows]
+    labels = {r["id"]: r["name"] if seen.count(r["name"]) == 1 else f"{r['name']} ({r['source']})"
+              for r in rows}
+    with st.form("delete"):
+        doomed = st.multiselect("Delete documents", list(labels), format_func=labels.__getitem__,
+                                placeholder="Choose documents to delete")
+        if not (st.form_submit_button("Delete", icon=":material/delete:") and doomed):
+            return
+    try:
+        for document_id in doomed:
+            client.delete_document(document_id)
+    except ApiError as exc:
+        show_error(exc)
+        return
+    st.session_state.pop("_last_job", None)
+    st.toast(f"Deleted {', '.join(labels[d] for d in doomed)}")
+    st.rerun()
+
+
+client = api()
+st.title("Documents")
+try:
+    config = client.config()
+except ApiError as exc:
+    show_error(exc)
+    st.stop()
+upload(client, config.get("limits") or {})
+for line, ok in job_lines(st.session_state.get("_last_job") or {}):
+    (st.success if ok else st.error)(line)
+table(client)
