@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from app.citations import Citation, cite
-from app.errors import SettingsError
-from app.llm import LLMClient, LLMUnavailableError, ModelInfo, PromptTooLongError
+from app.errors import RagError, SettingsError
+from app.llm import LLMClient, ModelInfo, PromptTooLongError
 from app.runtime import Runtime
 from app.settings import Settings
 from ingest.tokenizer import load_gguf_counter, load_tokenizer
@@ -105,6 +105,7 @@ class RagService:
     REMEMBER = 256  # conversations whose packed context can be reused
     REMEMBER_S = 3600.0
     COVER_TOP = 3  # a follow-up reuses the context when its top hits are all inside it
+    FALLBACK_S = 10.0  # how long an unreachable LLM is not asked again for its window
 
     def __init__(self, settings: Settings, runtime: Runtime | None = None,
                  llm: LLMClient | None = None):
@@ -116,6 +117,7 @@ class RagService:
         self._retriever: Retriever | None = None
         self._lock = threading.RLock()
         self._remembered: OrderedDict[str, _Remembered] = OrderedDict()
+        self._fallback: tuple[float, Served] | None = None
 
     def close(self) -> None:
         if self._llm is not None:
@@ -132,6 +134,10 @@ class RagService:
     # -- the served model -----------------------------------------------------------------
     @property
     def llm(self) -> LLMClient:
+        with self._lock:  # two first requests must not start two CPU servers
+            return self._make_llm()
+
+    def _make_llm(self) -> LLMClient:
         if self._llm is None:
             s = self.settings.llm
             urls = list(s.urls) if s.urls else ([s.url] if s.url else [])
@@ -183,11 +189,14 @@ class RagService:
         an unreachable server falls back to the configured window (retrieval needs no LLM)."""
         if self._served is not None:
             return self._served
+        fallback = self._fallback
+        if not require_server and fallback and time.monotonic() - fallback[0] < self.FALLBACK_S:
+            return fallback[1]
         s = self.settings
         info: ModelInfo | None = None
         try:
             info = self.llm.model_info()
-        except LLMUnavailableError:
+        except RagError:
             if require_server:
                 raise
         counter, fmt = self._counter(info.id if info else None)
@@ -205,6 +214,8 @@ class RagService:
                         fmt, info.url if info else None)
         if info is not None:
             self._served = served
+        else:  # the LLM is down: retrieval goes on with the configured window for a while
+            self._fallback = (time.monotonic(), served)
         return served
 
     def retriever(self, served: Served) -> Retriever:

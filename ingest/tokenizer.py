@@ -83,6 +83,11 @@ class GGUFTokenCounter:
         import threading
 
         self._llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        import atexit
+
+        # Closed before interpreter shutdown: llama.cpp's own finaliser fails once the
+        # modules it needs are gone, and says so on stderr.
+        atexit.register(self._llama.close)
         self._lock = threading.Lock()
         self.name = f"gguf:{path.stem}"
         template = self._llama.metadata.get("tokenizer.chat_template", "")

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.api.deps import ApiState, StateDep
 from app.api.errors import ApiError, from_exception
-from app.api.routes_query import ERRORS, SSE_HEADERS, options, threaded
+from app.api.routes_query import ERRORS, SSE_HEADERS, final_answer, options, threaded
 from app.api.schemas import ChatCompletion, ChatCompletionRequest, ModelList
 from retrieval.prompt import Message
 
@@ -69,19 +69,14 @@ def chat_completions(req: ChatCompletionRequest, state: StateDep) -> Response:
     events = state.service.stream(question, history, opts)
     meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
     if not req.stream:
-        for event in events:
-            if event.kind == "done":
-                data = event.answer.to_dict()
-                state.metrics.packed("/v1/chat/completions", data["ledger"])
-                state.metrics.answered(data["usage"])
-                return JSONResponse({
-                    **meta, "object": "chat.completion", "model": data["model"],
-                    "choices": [{"index": 0, "logprobs": None,
-                                 "message": {"role": "assistant", "content": data["answer"]},
-                                 "finish_reason": data["finish_reason"] or "stop"}],
-                    "usage": _usage(data["usage"]), "citations": data["citations"],
-                    "ledger": data["ledger"]})
-        raise ApiError(502, "the answer ended without a result", code="llm_error")
+        data = final_answer(state, "/v1/chat/completions", events)
+        return JSONResponse({
+            **meta, "object": "chat.completion", "model": data["model"],
+            "choices": [{"index": 0, "logprobs": None,
+                         "message": {"role": "assistant", "content": data["answer"]},
+                         "finish_reason": data["finish_reason"] or "stop"}],
+            "usage": _usage(data["usage"]), "citations": data["citations"],
+            "ledger": data["ledger"]})
     # Up to the first token (or the end) before answering 200: a failure so far keeps its
     # HTTP status, which the openai client turns into the matching exception.
     primed = []

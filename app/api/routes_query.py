@@ -107,6 +107,17 @@ def retrieve(req: RetrieveRequest, state: StateDep) -> Response:
     return JSONResponse(data)
 
 
+def final_answer(state: Any, route: str, events: Iterator[Any]) -> dict[str, Any]:
+    """The answer of a non-streamed request (Answer.to_dict()), counted in the metrics."""
+    for event in events:
+        if event.kind == "done":
+            data: dict[str, Any] = event.answer.to_dict()
+            state.metrics.packed(route, data["ledger"])
+            state.metrics.answered(data["usage"])
+            return data
+    raise ApiError(502, "the answer ended without a result", code="llm_error")
+
+
 @router.post("/v1/query", response_model=None, description=_SSE_DOC, responses={
     200: {"model": AnswerOut, "content": {"text/event-stream": {"schema": {"type": "string"}}}},
     **ERRORS})
@@ -117,13 +128,7 @@ def query(req: QueryRequest, state: StateDep) -> Response:
     state.ensure_llm()
     events = state.service.stream(req.question, history_of(req), opts)
     if not req.stream:
-        for event in events:
-            if event.kind == "done":
-                data = event.answer.to_dict()
-                state.metrics.packed("/v1/query", data["ledger"])
-                state.metrics.answered(data["usage"])
-                return JSONResponse(data)
-        raise ApiError(502, "the answer ended without a result", code="llm_error")
+        return JSONResponse(final_answer(state, "/v1/query", events))
     first = next(events)  # the retrieval: until here a failure is a plain JSON error
     return StreamingResponse(_stream(state, first, events), media_type="text/event-stream",
                              headers=SSE_HEADERS)

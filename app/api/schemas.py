@@ -99,13 +99,18 @@ class BudgetOut(_Open):
     available: int
 
 
-class PassageOut(_Open):
+class _Labelled(_Open):
+    """A numbered passage: where it comes from and its text."""
+
     label: int
     document_id: str
     source: str
     title: str | None = None
     page: int | None = None
     text: str
+
+
+class PassageOut(_Labelled):
     tokens: int
     score: float | None = None
 
@@ -135,13 +140,7 @@ class RetrieveResponse(Ledger):
     context: str = Field(description="The packed context exactly as the model reads it.")
 
 
-class CitationOut(_Open):
-    label: int
-    document_id: str
-    source: str
-    title: str | None = None
-    page: int | None = None
-    text: str
+class CitationOut(_Labelled):
     quote: str
     quote_start: int
     quote_end: int
