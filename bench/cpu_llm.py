@@ -12,6 +12,7 @@ article, in a seeded random order. The answer is streamed from a real llama.cpp 
 - s/answer: wall time per answer (prefill + decode), and the ratio to 1 thread
 
     .venv/bin/python bench/cpu_llm.py --data ../shared/data/squad --questions 40 --threads 1,2
+    .venv/bin/python bench/cpu_llm.py --data ../shared/data/squad --busy 1   # with a busy core
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def run(threads: int, items: list[dict[str, Any]], max_tokens: int, port: int) -
             citations, _invalid = cite(answer, passages)
             labels = {c.label for c in citations}
             rows.append({
+                "question": item["question"], "gold_label": item["gold_label"],
+                "cited_labels": sorted(labels),
                 "seconds": seconds,
                 "contained": any(normalise(a) in normalise(answer) for a in item["answers"]),
                 "explicit": bool(citations) and not citations[0].inferred,
@@ -134,13 +137,23 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--port", type=int, default=8097)
+    ap.add_argument("--busy", type=int, default=0,
+                    help="CPU-bound processes running beside the server (what else a small "
+                         "machine does: the embedder, the API)")
     args = ap.parse_args()
 
     from bench.squad_recall import load_squad
 
     items = sample_questions(load_squad(args.data), args.questions, args.seed)
     log(f"{len(items)} questions, {PASSAGES} passages each")
-    results = [run(int(t), items, args.max_tokens, args.port) for t in args.threads.split(",")]
+    import subprocess
+
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        results = [run(int(t), items, args.max_tokens, args.port) for t in args.threads.split(",")]
+    finally:
+        for p in busy:
+            p.kill()
     base = results[0]["mean_s"]
     print(table(
         ["threads", "answers", "answer contained", "wrote [n]", "any citation",
@@ -148,11 +161,12 @@ def main() -> None:
         [[r["threads"], r["answers"], f"{r['contained']:.0%}", f"{r['explicit']:.0%}",
           f"{r['cited']:.0%}", f"{r['correct']:.0%}", f"{r['mean_s']:.2f}", f"{r['p50_s']:.2f}",
           f"{r['mean_s'] / base:.2f}x"] for r in results]))
-    path = write_results(RESULTS / "cpu_llm.json", {
+    log(f"{args.busy} busy process(es) beside the server")
+    path = write_results(RESULTS / f"cpu_llm{'-busy' if args.busy else ''}.json", {
         "environment": environment(), "questions": len(items), "max_tokens": args.max_tokens,
+        "busy": args.busy,
         "results": [{k: v for k, v in r.items() if k != "rows"} for r in results],
-        "samples": [{"question": it["question"], "gold": it["answers"], "answer": r["answer"]}
-                    for it, r in zip(items[:5], results[0]["rows"][:5], strict=False)],
+        "rows": {r["threads"]: r["rows"] for r in results},
     })
     log(f"results: {path}")
 

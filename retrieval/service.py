@@ -269,7 +269,8 @@ class Retriever:
         # Scores above every fused one, decreasing in promotion order (the packer packs by
         # score); the rest keep their fused scores and order.
         lift = {i: top_score + (len(promoted) - n) * 1e-6 for n, i in enumerate(promoted)}
-        return [Hit(h.chunk, lift.get(h.chunk.id, h.score)) for h in hits]
+        lifted = [Hit(h.chunk, lift.get(h.chunk.id, h.score)) for h in hits]
+        return sorted(lifted, key=lambda h: -h.score)  # stable: fused order otherwise
 
     def _with_neighbours(self, hits: list[Hit], n: int) -> dict[tuple[str, int], ChunkRef]:
         """The hits' chunks plus up to `n` on each side, fetched by their derived ids."""
