@@ -201,6 +201,7 @@ class Retriever:
 
     MIN_PASSAGES = 8  # a budget too small for this many widened hits packs bare hits
     PROMOTE = 3  # each search's leaders that hybrid fusion may not bury
+    PROMOTE_BELOW_CHUNKS = 64  # ... when the budget holds fewer chunks than this
 
     def _neighbours_for(self, available: int, neighbours: int) -> int:
         """Neighbours only when the budget holds MIN_PASSAGES hits widened by them: at 4k
@@ -246,7 +247,9 @@ class Retriever:
         points = self.store.query(dense=dense, sparse=sparse, mode=mode, where=where,
                                   limit=limit, rrf_k=r.rrf_k)
         hits = [Hit(ChunkRef.from_payload(p.id, p.payload), p.score) for p in points]
-        if mode == "hybrid" and hits:
+        # Two more small searches pay (~20 ms each at 100k chunks) only where few passages
+        # fit: a large budget packs every leader anyway.
+        if mode == "hybrid" and hits and available < self.PROMOTE_BELOW_CHUNKS * per_chunk:
             hits = self._promote_leaders(hits, dense, sparse, where)
         return hits
 
