@@ -22,7 +22,7 @@ from app.llm import LLMClient, ModelInfo, PromptTooLongError
 from app.runtime import Runtime
 from app.settings import Settings
 from ingest.tokenizer import load_gguf_counter, load_tokenizer
-from retrieval.budget import compute_budget
+from retrieval.budget import Budget, compute_budget
 from retrieval.packer import LeftOut, Packing, Passage, render
 from retrieval.prompt import ChatFormat, Message, build_messages, prompt_overhead, template_tokens
 from retrieval.service import Retrieval, RetrieveOptions, Retriever
@@ -240,9 +240,7 @@ class RagService:
         result = retriever.retrieve(query, options, context_window=served.context_window)
         if query != question:
             # The budget was counted for the search text; the prompt holds the question.
-            result.budget = compute_budget(
-                result.budget.requested, served.context_window, result.budget.answer_reserve,
-                prompt_overhead(served.counter, question, list(options.history), served.chat_format))
+            result.budget = self._budget(result.budget, question, options.history, served)
             result.question = question
             if result.packing.used_tokens > result.budget.available:
                 result = retriever.retrieve(question, replace(options), served.context_window)
@@ -317,26 +315,27 @@ class RagService:
         prompt prefix, so the server's prefix cache is reused); otherwise pack anew."""
         previous = self._recall(history, options)
         if previous is not None and self._covers(previous, query, options, served):
-            budget = compute_budget(
-                previous.budget.requested, served.context_window, previous.budget.answer_reserve,
-                prompt_overhead(served.counter, question, list(history), served.chat_format))
+            budget = self._budget(previous.budget, question, history, served)
             packing = _keep_prefix(previous.packing, budget.available, served.counter)
             if packing is not None:
                 return replace(previous, question=question, budget=budget, packing=packing,
                                seconds=0.0), True
         return self._pack(question, query, options, served), False
 
+    @staticmethod
+    def _budget(like: Budget, question: str, history: tuple[Message, ...],
+                served: Served) -> Budget:
+        """`like`'s request and reserve, for this question and conversation on `served`."""
+        return compute_budget(
+            like.requested, served.context_window, like.answer_reserve,
+            prompt_overhead(served.counter, question, list(history), served.chat_format))
+
     def _covers(self, previous: Retrieval, query: str, options: RetrieveOptions,
                 served: Served) -> bool:
         if previous.packing.mode == "full":
             return True  # every selected document is already there, whole
-        retriever = self.retriever(served)
-        mode = options.search_mode or self.settings.retrieval.search_mode
-        selected = retriever._documents()
-        if options.filters.active:
-            selected = retriever._select(selected, options.filters)
-        hits = retriever._search(query, mode, selected, options.filters.active,
-                                 previous.budget.available)[: self.COVER_TOP]
+        hits = self.retriever(served).top_hits(query, options, previous.budget.available,
+                                               self.COVER_TOP)
         inside = {(p.document_id, i) for p in previous.packing.passages
                   for i in range(p.first, p.last + 1)}
         return bool(hits) and all((h.chunk.document_id, h.chunk.index) in inside for h in hits)

@@ -203,10 +203,25 @@ class Retriever:
     PROMOTE = 3  # each search's leaders that hybrid fusion may not bury
     PROMOTE_BELOW_CHUNKS = 64  # ... when the budget holds fewer chunks than this
 
+    @property
+    def _chunk_tokens(self) -> int:
+        """Tokens a chunk adds to the context, roughly (its size less the overlap)."""
+        return max(32, self.settings.chunking.size - self.settings.chunking.overlap)
+
+    def top_hits(self, query: str, options: RetrieveOptions, available: int, n: int) -> list[Hit]:
+        """The `n` best chunks for `query` under the options' mode and filters, as `retrieve`
+        ranks them (no packing)."""
+        mode = options.search_mode or self.settings.retrieval.search_mode
+        docs = self._documents()
+        selected = self._select(docs, options.filters) if options.filters.active else docs
+        if not selected:
+            return []
+        return self._search(query, mode, selected, len(selected) < len(docs), available)[:n]
+
     def _neighbours_for(self, available: int, neighbours: int) -> int:
         """Neighbours only when the budget holds MIN_PASSAGES hits widened by them: at 4k
         tokens, three 512-token chunks per passage would leave room for two hits."""
-        per_chunk = max(32, self.settings.chunking.size - self.settings.chunking.overlap)
+        per_chunk = self._chunk_tokens
         while neighbours and (2 * neighbours + 1) * per_chunk * self.MIN_PASSAGES > available:
             neighbours -= 1
         return neighbours
@@ -235,7 +250,7 @@ class Retriever:
                 filtered: bool, available: int) -> list[Hit]:
         r = self.settings.retrieval
         # Enough candidates to fill the budget with single chunks, then some.
-        per_chunk = max(32, self.settings.chunking.size - self.settings.chunking.overlap)
+        per_chunk = self._chunk_tokens
         limit = math.ceil(available / per_chunk * 1.5) + r.min_candidates
         limit = max(r.min_candidates, min(r.max_candidates, limit))
         where = Where(equals={"state": LIVE})

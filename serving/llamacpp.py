@@ -46,10 +46,6 @@ def model_path(cfg: CPUServerSettings) -> Path:
     return path
 
 
-def served_name(cfg: CPUServerSettings) -> str:
-    return model_path(cfg).stem
-
-
 def base_url(cfg: CPUServerSettings) -> str:
     host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
     return f"http://{host}:{cfg.port}/v1"
