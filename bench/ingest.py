@@ -414,26 +414,28 @@ def profile_pipeline(settings: Any, files: list[Path], embedder: Any, data_dir: 
             timers.wrap(label, real_delete)(where)
 
         store.delete = delete  # type: ignore[attr-defined]
-        real_prepared = ing._prepare_in_background
+        real_background = pipeline._Background
 
-        def prepared(*args: Any) -> Iterator[Any]:
-            gen = real_prepared(*args)
-            while True:
-                t = time.perf_counter()
-                try:
-                    item = next(gen)
-                except StopIteration:
+        class TimedBackground(real_background):  # type: ignore[misc,valid-type]
+            def __iter__(self) -> Iterator[Any]:
+                gen = super().__iter__()
+                while True:
+                    t = time.perf_counter()
+                    try:
+                        item = next(gen)
+                    except StopIteration:
+                        timers.add("wait for parse thread", time.perf_counter() - t)
+                        return
                     timers.add("wait for parse thread", time.perf_counter() - t)
-                    return
-                timers.add("wait for parse thread", time.perf_counter() - t)
-                yield item
+                    yield item
 
-        ing._prepare_in_background = prepared  # type: ignore[method-assign]
+        pipeline._Background = TimedBackground  # type: ignore[misc]
         try:
             report = ing.run(files)
         finally:
             timers.wrap("close (flush)", store._inner.close)()
             pipeline.point_id = real_point_id
+            pipeline._Background = real_background  # type: ignore[misc]
         wall = time.perf_counter() - started
     finally:
         pipeline.load = real_load

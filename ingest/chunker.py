@@ -72,29 +72,37 @@ class Chunker:
 
     def split(self, sections: list[Section]) -> list[Chunk]:
         chunks: list[Chunk] = []
+        tails: list[str] = []
+        tail_tokens: list[int] = []
         offset = 0
         for number, section in enumerate(sections):
-            for unit_start, unit_end, n_tokens, overlap_start in self._cores(section.text):
+            for core in self._cores(section.text):
+                unit_start, unit_end, n_tokens, overlap_start, n_overlap, tail, n_tail = core
                 text = section.text[overlap_start:unit_end]
                 chunks.append(Chunk(
                     index=len(chunks), section=number, page=section.page, text=text,
                     core_offset=unit_start - overlap_start,
                     char_start=offset + unit_start, char_end=offset + unit_end,
-                    tokens=0, core_tokens=n_tokens, end_tokens=0,
+                    tokens=n_overlap + n_tokens, core_tokens=n_tokens, end_tokens=0,
                     content_hash=hashlib.sha256(
                         section.text[unit_start:unit_end].encode()).hexdigest()[:32],
                 ))
+                tails.append(section.text[tail:unit_end] + PASSAGE_END)
+                tail_tokens.append(n_tail)
             offset += len(section.text) + 2
-        # One batched pass for the two counts that cannot be read off the offsets.
-        full = self.counter.count_many([c.text for c in chunks])
-        ended = self.counter.count_many([c.core + PASSAGE_END for c in chunks])
+        # PASSAGE_END may merge with the core's last pre-token group (a trailing newline
+        # run): only the core's last two groups are counted again, with it, in one batch.
+        ended = self.counter.count_many(tails)
         return [
-            Chunk(**{**c.__dict__, "tokens": t, "end_tokens": e})
-            for c, t, e in zip(chunks, full, ended, strict=True)
+            Chunk(**{**c.__dict__, "end_tokens": c.core_tokens - old + new})
+            for c, old, new in zip(chunks, tail_tokens, ended, strict=True)
         ]
 
-    def _cores(self, text: str) -> list[tuple[int, int, int, int]]:
-        """(core start, core end, core tokens, overlap start) for one section."""
+    def _cores(self, text: str) -> list[tuple[int, int, int, int, int, int, int]]:
+        """(core start, core end, core tokens, overlap start, overlap tokens, tail start,
+        tail tokens) for one section; the tail is the core's last two pre-token groups.
+        Core and overlap boundaries are safe cuts, so their counts are read off the
+        section's token offsets."""
         token_starts = self.counter.token_starts(text)
         pretokens = self.counter.pretoken_starts(text)
         pre_set = set(pretokens)
@@ -104,7 +112,7 @@ class Chunker:
         def tokens_between(a: int, b: int) -> int:
             return bisect_left(token_starts, b) - bisect_left(token_starts, a)
 
-        cores: list[tuple[int, int, int, int]] = []
+        cores: list[tuple[int, int, int, int, int, int, int]] = []
         start = 0
         i = 0
         while i < len(units):
@@ -124,7 +132,11 @@ class Chunker:
                         break
                     ov_start = prev
                     k -= 1
-            cores.append((start, end, tokens_between(start, end), ov_start))
+            # The tail starts at a token start (pre-token groups never split a token).
+            tail = pretokens[max(bisect_left(pretokens, end) - 2, bisect_left(pretokens, start))]
+            tail = max(start, tail)
+            cores.append((start, end, tokens_between(start, end), ov_start,
+                          tokens_between(ov_start, start), tail, tokens_between(tail, end)))
             start = end
             i = j + 1
         return cores

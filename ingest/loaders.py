@@ -1,11 +1,12 @@
 """File → text, one loader per format, built on the parsing libraries llama-index's own
-file readers use (pypdf, python-docx, python-pptx, BeautifulSoup). Every failure becomes a
+file readers use (python-docx, python-pptx, BeautifulSoup; PDFium for PDF). Every failure becomes a
 `LoadError` whose message is the one-line reason shown next to the file name."""
 
 from __future__ import annotations
 
 import io
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,36 +129,43 @@ def _load_markdown(path: Path, data: bytes) -> LoadedDocument:
                           sections=[Section(text)])
 
 
+_PDFIUM = threading.Lock()  # PDFium is not thread-safe: one document at a time per process
+_PDFIUM_PASSWORD = 4  # FPDF_ERR_PASSWORD
+
+
 def _load_pdf(path: Path, data: bytes) -> LoadedDocument:
-    import logging
+    """Text per page with PDFium (pypdfium2, the Chromium PDF engine): about ten times
+    faster than pure-Python parsers on the sample documents, and it releases the GIL while
+    it works, so parsing runs beside the embedding model."""
+    import pypdfium2 as pdfium
 
-    from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError
-
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
     if not data.lstrip()[:5].startswith(b"%PDF"):
         raise LoadError("corrupt PDF: no PDF header")
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            try:
-                ok = reader.decrypt("")
-            except Exception:
-                ok = 0
-            if not ok:
-                raise LoadError("encrypted PDF: a password is needed to read it")
-        sections = []
-        for number, page in enumerate(reader.pages, start=1):
-            sections.append(Section(page.extract_text() or "", number))
-        meta = reader.metadata
-        title = str(meta.title) if meta and meta.title else ""
-    except LoadError:
-        raise
-    except FileNotDecryptedError:
-        raise LoadError("encrypted PDF: a password is needed to read it") from None
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            RecursionError, OSError, AssertionError) as exc:
-        raise LoadError(f"corrupt PDF: {_short(exc)}") from None
+    with _PDFIUM:
+        try:
+            # An empty user password (owner-only encryption) opens without asking.
+            document = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError as exc:
+            if getattr(exc, "err_code", None) == _PDFIUM_PASSWORD:
+                raise LoadError("encrypted PDF: a password is needed to read it") from None
+            raise LoadError(f"corrupt PDF: {_short(exc)}") from None
+        try:
+            sections = []
+            for number in range(1, len(document) + 1):
+                page = document[number - 1]
+                textpage = page.get_textpage()
+                try:
+                    text = textpage.get_text_range()
+                finally:
+                    textpage.close()
+                    page.close()
+                text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+                sections.append(Section(text, number))
+            title = str(document.get_metadata_dict().get("Title") or "")
+        except pdfium.PdfiumError as exc:
+            raise LoadError(f"corrupt PDF: {_short(exc)}") from None
+        finally:
+            document.close()
     return LoadedDocument(title=title.strip(), type="pdf", sections=sections,
                           pages=len(sections))
 

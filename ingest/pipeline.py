@@ -171,10 +171,11 @@ class Ingestor:
         open_docs: dict[str, list[int]] = {}  # document_id -> [chunks left to write]
         docs: dict[str, _Prepared] = {}
         seen: set[str] = set()
-        batch = max(self.settings.embedding.batch_size * 4, 64)
+        batch = self.settings.embedding.batch_size
         cache: dict[str, tuple[list[float], Any]] = {}
 
-        for prep in self._prepare_in_background(files, live):
+        feed = _Background(self._prepare, files, live)
+        for prep in feed:
             result = prep.result
             seen.add(result.document_id)
             if prep.chunks:
@@ -186,7 +187,9 @@ class Ingestor:
             else:
                 report.results.append(result)
                 progress.file_done(result)
-            while len(pending) >= batch:
+            # A full batch, or whatever is pending while the parse thread has nothing ready:
+            # the model never sits idle waiting for more files to be parsed.
+            while len(pending) >= batch or (pending and feed.idle()):
                 head, pending = pending[:batch], pending[batch:]
                 report.embedded += self._write(head, cache, progress)
                 self._commit_finished(head, open_docs, docs, report, progress)
@@ -203,41 +206,6 @@ class Ingestor:
             self.store.optimize()
         report.seconds = time.perf_counter() - started
         return report
-
-    def _prepare_in_background(self, files: list[tuple[Path, bool]],
-                               live: dict[str, dict[str, Any]]) -> Iterator[_Prepared]:
-        """Parses and chunks the next files on a thread while the caller embeds."""
-        out: queue.Queue[_Prepared | BaseException | None] = queue.Queue(maxsize=8)
-        stop = threading.Event()
-
-        def work() -> None:
-            try:
-                for path, explicit in files:
-                    if stop.is_set():
-                        return
-                    out.put(self._prepare(path, explicit, live))
-            except BaseException as exc:  # surfaced in the caller's thread
-                out.put(exc)
-                return
-            out.put(None)
-
-        thread = threading.Thread(target=work, name="ingest-parse", daemon=True)
-        thread.start()
-        try:
-            while True:
-                item = out.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            while thread.is_alive():
-                try:
-                    out.get_nowait()
-                except queue.Empty:
-                    thread.join(timeout=0.05)
 
     def _prepare(self, path: Path, explicit: bool, live: dict[str, dict[str, Any]]) -> _Prepared:
         doc_id = document_id_for(path)
@@ -378,6 +346,51 @@ class Ingestor:
                                           int(payload.get("doc_chunks", 0)),
                                           int(payload.get("doc_tokens", 0))))
         return removed
+
+
+class _Background:
+    """Parses and chunks the next files on a thread while the caller embeds; iterating
+    yields each file's _Prepared in order and re-raises the thread's errors."""
+
+    def __init__(self, prepare: Callable[[Path, bool, dict[str, dict[str, Any]]], _Prepared],
+                 files: list[tuple[Path, bool]], live: dict[str, dict[str, Any]]):
+        self._out: queue.Queue[_Prepared | BaseException | None] = queue.Queue(maxsize=8)
+        self._stop = threading.Event()
+
+        def work() -> None:
+            try:
+                for path, explicit in files:
+                    if self._stop.is_set():
+                        return
+                    self._out.put(prepare(path, explicit, live))
+            except BaseException as exc:  # surfaced in the caller's thread
+                self._out.put(exc)
+                return
+            self._out.put(None)
+
+        self._thread = threading.Thread(target=work, name="ingest-parse", daemon=True)
+
+    def idle(self) -> bool:
+        """True while the next file is still being parsed (nothing ready to take)."""
+        return self._out.empty()
+
+    def __iter__(self) -> Iterator[_Prepared]:
+        self._thread.start()
+        try:
+            while True:
+                item = self._out.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+            while self._thread.is_alive():
+                try:
+                    self._out.get_nowait()
+                except queue.Empty:
+                    self._thread.join(timeout=0.05)
 
 
 def ingest(settings: Settings, paths: list[Path], prune: bool = False,
