@@ -8,7 +8,7 @@ the cores are counted afresh and the final text is verified.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -54,6 +54,11 @@ class ChunkRef:
 class Hit:
     chunk: ChunkRef
     score: float
+
+
+# Given hits' chunks, their neighbours keyed (document_id, chunk_index): how the packer asks
+# for neighbours it needs, so that a caller fetches them only for hits that can still fit.
+Loader = Callable[[list[ChunkRef]], dict[tuple[str, int], ChunkRef]]
 
 
 @dataclass
@@ -137,6 +142,13 @@ class Packer:
         self.counter = counter
         self.neighbours = neighbours
         self.layout = layout
+        self._header_counts: dict[str, int] = {}
+
+    def _count_headers(self, headers: list[str]) -> list[int]:
+        """Token counts of header lines, each distinct line counted once, in one batch."""
+        fresh = sorted({h for h in headers if h not in self._header_counts})
+        self._header_counts.update(zip(fresh, self.counter.count_many(fresh), strict=True))
+        return [self._header_counts[h] for h in headers]
 
     # -- counts ---------------------------------------------------------------------------
     def _recount(self, chunks: Iterable[ChunkRef]) -> dict[str, tuple[int, int]]:
@@ -149,14 +161,22 @@ class Packer:
         return {c.id: (a, b) for c, a, b in zip(foreign, cores, ends, strict=True)}
 
     # -- retrieval packing ----------------------------------------------------------------
-    def pack(self, hits: list[Hit], chunks: dict[tuple[str, int], ChunkRef],
-             budget: int) -> Packing:
+    def pack(self, hits: list[Hit], chunks: dict[tuple[str, int], ChunkRef], budget: int,
+             load: Loader | None = None) -> Packing:
         """Fills `budget` from the best hits, each widened by its neighbours in `chunks`
-        (keyed by (document_id, chunk_index)), merging runs that touch."""
+        (keyed by (document_id, chunk_index)), merging runs that touch.
+
+        With `load`, `chunks` may start with the hits alone: before a hit is widened, `load`
+        is called with the next hits in rank order and returns their neighbours. Hits past
+        the point where the budget is full never have theirs fetched, and the packing is
+        the same as with every neighbour given up front."""
         # Best first; a store returns equal scores in no fixed order (Qdrant's fusion), so
         # ties go by position: the same question packs the same context every time.
         hits = sorted(hits, key=lambda h: (-h.score, h.chunk.document_id, h.chunk.index))
+        chunks = dict(chunks)
         counts = self._recount(chunks.values())
+        # Bare hits (no neighbours) need nothing more.
+        loaded = 0 if load is not None and self.neighbours else len(hits)
 
         def core_tokens(c: ChunkRef) -> int:
             return counts[c.id][0] if c.id in counts else c.core_tokens
@@ -165,18 +185,47 @@ class Packer:
             return counts[c.id][1] if c.id in counts else c.end_tokens
 
         # Worst-case header (3-digit label) until labels are known; fixed up at the end.
+        # Neighbours only widen a hit within its section, so the hits name every header.
         header_cost: dict[tuple[str, int], int] = {}
+        firsts = list({(h.chunk.document_id, h.chunk.section): h.chunk for h in hits}.items())
+        header_cost.update(zip([k for k, _ in firsts],
+                               self._count_headers([header_for(999, c) for _, c in firsts]),
+                               strict=True))
 
         def header_tokens(c: ChunkRef) -> int:
             key = (c.document_id, c.section)
             if key not in header_cost:
-                header_cost[key] = self.counter.count(header_for(999, c))
+                header_cost[key] = self._count_headers([header_for(999, c)])[0]
             return header_cost[key]
 
         def run_cost(doc: str, lo: int, hi: int) -> int:
-            first = chunks[(doc, lo)]
             body = sum(core_tokens(chunks[(doc, i)]) for i in range(lo, hi))
-            return header_tokens(first) + body + end_tokens(chunks[(doc, hi)])
+            return header_tokens(chunks[(doc, lo)]) + body + end_tokens(chunks[(doc, hi)])
+
+        def place(doc: str, old: list[list[int]], lo: int, hi: int) -> tuple[list[list[int]], int]:
+            """The section's runs with [lo, hi] merged in, and what that adds to the count:
+            only the runs it touches change."""
+            touched = [r for r in old if r[0] <= hi + 1 and r[1] >= lo - 1]
+            if not touched:
+                return sorted([*old, [lo, hi]]), run_cost(doc, lo, hi)
+            merged = [min(lo, touched[0][0]), max(hi, touched[-1][1])]
+            kept = [r for r in old if r[1] < lo - 1 or r[0] > hi + 1]
+            delta = run_cost(doc, *merged) - sum(run_cost(doc, a, b) for a, b in touched)
+            return sorted([*kept, merged]), delta
+
+        def load_from(rank: int) -> None:
+            nonlocal loaded
+            assert load is not None
+            # The first call takes about as many hits as the budget holds widened, later
+            # calls half as many again; ranks already past are never asked for twice.
+            per_hit = (2 * self.neighbours + 1) * max(1, core_tokens(hits[rank].chunk))
+            want = max(16, (budget - used) // per_hit + 8) if loaded == 0 else \
+                max(16, loaded // 2)
+            batch = [h.chunk for h in hits[rank:rank + want]]
+            loaded = rank + len(batch)
+            fresh = {k: v for k, v in load(batch).items() if k not in chunks}
+            chunks.update(fresh)
+            counts.update(self._recount(fresh.values()))
 
         runs: dict[tuple[str, int], list[list[int]]] = {}  # (doc, section) -> [[lo, hi], ...]
         best: dict[tuple[str, int], tuple[int, float]] = {}  # chunk -> (rank, score)
@@ -214,6 +263,20 @@ class Packer:
             if twin != key:
                 left_out.append(self._left(c, "duplicate", core_tokens(c), hit.score))
                 continue
+            sec_key = (c.document_id, c.section)
+            old = runs.get(sec_key, [])
+            if rank >= loaded:
+                # Widening adds chunks (never fewer tokens) and can join at most 2n more
+                # runs than the bare hit does, each join saving a header and the last
+                # chunk's separator: when the bare hit exceeds the budget by more than
+                # that, neither fits, and the neighbours are not worth fetching.
+                chunks.setdefault(key, c)
+                _, bare = place(c.document_id, old, c.index, c.index)
+                slack = 2 * self.neighbours * (header_tokens(c) + 2)
+                if used + bare - slack > budget:
+                    left_out.append(self._left(c, "budget", core_tokens(c), hit.score))
+                    continue
+                load_from(rank)
             placed = False
             for width in ((self.neighbours, 0) if self.neighbours else (0,)):
                 lo, hi = c.index, c.index
@@ -224,11 +287,7 @@ class Packer:
                 while (hi + 1 <= c.index + width and self._same_section(chunks, c, hi + 1)
                        and not elsewhere(c.document_id, hi + 1)):
                     hi += 1
-                sec_key = (c.document_id, c.section)
-                old = runs.get(sec_key, [])
-                new = _merge([*old, [lo, hi]])
-                delta = (sum(run_cost(c.document_id, a, b) for a, b in new)
-                         - sum(run_cost(c.document_id, a, b) for a, b in old))
+                new, delta = place(c.document_id, old, lo, hi)
                 if used + delta <= budget:
                     runs[sec_key] = new
                     used += delta
@@ -301,7 +360,7 @@ class Packer:
                 first = members[0]
                 body = sum(counts.get(m.id, (m.core_tokens, 0))[0] for m in members[:-1])
                 last = members[-1]
-                tokens = (self.counter.count(header_for(999, first)) + body
+                tokens = (self._count_headers([header_for(999, first)])[0] + body
                           + counts.get(last.id, (0, last.end_tokens))[1])
                 blocks.append(Passage(
                     label=0, document_id=first.document_id, source=first.source,
@@ -327,7 +386,7 @@ class Packer:
             for number, p in enumerate(passages, start=1):
                 p.label = number
                 p.header = header_for(number, p)
-            header_tokens = self.counter.count_many([p.header for p in passages])
+            header_tokens = self._count_headers([p.header for p in passages])
             for p, worst, exact in zip(passages, self._worst(passages), header_tokens,
                                        strict=True):
                 p.tokens += exact - worst
@@ -343,12 +402,13 @@ class Packer:
             left_out.append(LeftOut("budget", p.document_id, p.source, p.page, p.first,
                                     p.tokens, p.score))
             for q in passages:  # back to worst-case headers for the next round
-                q.tokens += self.counter.count(header_for(999, q)) - self.counter.count(q.header)
+                worst, exact = self._count_headers([header_for(999, q), q.header])
+                q.tokens += worst - exact
         return Packing(passages, left_out, used, budget, self.layout if mode == "retrieve"
                        else "document", mode, self.counter.name, verified=foreign)
 
     def _worst(self, passages: list[Passage]) -> list[int]:
-        return self.counter.count_many([header_for(999, p) for p in passages])
+        return self._count_headers([header_for(999, p) for p in passages])
 
 
 def _merge(spans: list[list[int]]) -> list[list[int]]:

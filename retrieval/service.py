@@ -97,6 +97,7 @@ class Retriever:
         self.counter = counter
         self.sparse = sparse or SparseEncoder()
         self._manifest: tuple[int, float, list[dict[str, Any]]] | None = None
+        self._last_query: tuple[tuple[str, str], Any, Any] | None = None
 
     MANIFEST_TTL_S = 5.0
 
@@ -185,21 +186,31 @@ class Retriever:
             if whole is not None:
                 return done(whole, 0)
 
-        hits = self._search(question, search_mode, selected, len(selected) < len(docs),
-                            budget.available)
-        if not hits:
-            return done(empty, 0, "no passage matches the question")
         narrowed = self._neighbours_for(budget.available, neighbours)
         if narrowed != neighbours:
             packer = Packer(self.counter, narrowed, layout)
-        chunks = self._with_neighbours(hits, narrowed)
-        packing = packer.pack(hits, chunks, budget.available)
+        filtered = len(selected) < len(docs)
+        # Hits widened by neighbours fill the budget with fewer of them: search for that
+        # many first, and for enough single chunks only when those left room unfilled
+        # (hits that touch share neighbours, so each adds less).
+        limit = self._candidates(budget.available, 1 + narrowed)
+        hits = self._search(question, search_mode, selected, filtered, budget.available, limit)
+        if not hits:
+            return done(empty, 0, "no passage matches the question")
+        packing = self._pack(packer, hits, narrowed, budget.available)
+        wider = self._candidates(budget.available, 1)
+        if (len(hits) >= limit and wider > limit
+                and packing.used_tokens < budget.available * self.REFILL_BELOW):
+            hits = self._search(question, search_mode, selected, filtered, budget.available,
+                                wider)
+            packing = self._pack(packer, hits, narrowed, budget.available)
         if narrowed != neighbours:
             packing.notes.append(f"neighbours {neighbours} -> {narrowed}: the budget holds fewer "
                                  f"than {self.MIN_PASSAGES} widened passages")
         return done(packing, len(hits))
 
     MIN_PASSAGES = 8  # a budget too small for this many widened hits packs bare hits
+    REFILL_BELOW = 0.9  # search again, for more candidates, when less of the budget is used
     PROMOTE = 3  # each search's leaders that hybrid fusion may not bury
     PROMOTE_BELOW_CHUNKS = 64  # ... when the budget holds fewer chunks than this
 
@@ -216,7 +227,8 @@ class Retriever:
         selected = self._select(docs, options.filters) if options.filters.active else docs
         if not selected:
             return []
-        return self._search(query, mode, selected, len(selected) < len(docs), available)[:n]
+        return self._search(query, mode, selected, len(selected) < len(docs), available,
+                            self._candidates(available, 1))[:n]
 
     def _neighbours_for(self, available: int, neighbours: int) -> int:
         """Neighbours only when the budget holds MIN_PASSAGES hits widened by them: at 4k
@@ -246,19 +258,39 @@ class Retriever:
             return None
         return packing
 
-    def _search(self, question: str, mode: SearchMode, selected: list[dict[str, Any]],
-                filtered: bool, available: int) -> list[Hit]:
+    def _candidates(self, available: int, chunks_per_hit: int) -> int:
+        """Enough candidates to fill `available` tokens with hits of `chunks_per_hit` chunks
+        each, then half as many again."""
         r = self.settings.retrieval
-        # Enough candidates to fill the budget with single chunks, then some.
+        limit = math.ceil(available / (self._chunk_tokens * chunks_per_hit) * 1.5)
+        return max(r.min_candidates, min(r.max_candidates, limit + r.min_candidates))
+
+    def _pack(self, packer: Packer, hits: list[Hit], neighbours: int, available: int) -> Packing:
+        chunks = {(h.chunk.document_id, h.chunk.index): h.chunk for h in hits}
+        asked = set(chunks)  # positions fetched (or known) already
+        return packer.pack(hits, chunks, available,
+                           load=lambda batch: self._neighbours(batch, neighbours, asked))
+
+    def _query_vectors(self, question: str, mode: SearchMode) -> tuple[Any, Any]:
+        """(dense, sparse) query vectors for the mode; the last question's are kept, for a
+        second search (more candidates) of the same question."""
+        last = self._last_query
+        if last is not None and last[0] == (question, mode):
+            return last[1], last[2]
+        dense = self.embedder.embed_query(question) if mode in ("hybrid", "dense") else None
+        sparse = self.sparse.query(question) if mode in ("hybrid", "keyword") else None
+        self._last_query = ((question, mode), dense, sparse)
+        return dense, sparse
+
+    def _search(self, question: str, mode: SearchMode, selected: list[dict[str, Any]],
+                filtered: bool, available: int, limit: int) -> list[Hit]:
         per_chunk = self._chunk_tokens
-        limit = math.ceil(available / per_chunk * 1.5) + r.min_candidates
-        limit = max(r.min_candidates, min(r.max_candidates, limit))
+        r = self.settings.retrieval
         where = Where(equals={"state": LIVE})
         if filtered:
             where = where.and_(Where(any_of={"document_id": tuple(d["document_id"]
                                                                   for d in selected)}))
-        dense = self.embedder.embed_query(question) if mode in ("hybrid", "dense") else None
-        sparse = self.sparse.query(question) if mode in ("hybrid", "keyword") else None
+        dense, sparse = self._query_vectors(question, mode)
         points = self.store.query(dense=dense, sparse=sparse, mode=mode, where=where,
                                   limit=limit, rrf_k=r.rrf_k)
         hits = [Hit(ChunkRef.from_payload(p.id, p.payload), p.score) for p in points]
@@ -290,17 +322,20 @@ class Retriever:
         lifted = [Hit(h.chunk, lift.get(h.chunk.id, h.score)) for h in hits]
         return sorted(lifted, key=lambda h: -h.score)  # stable: fused order otherwise
 
-    def _with_neighbours(self, hits: list[Hit], n: int) -> dict[tuple[str, int], ChunkRef]:
-        """The hits' chunks plus up to `n` on each side, fetched by their derived ids."""
-        chunks = {(h.chunk.document_id, h.chunk.index): h.chunk for h in hits}
+    def _neighbours(self, batch: list[ChunkRef], n: int,
+                    asked: set[tuple[str, int]]) -> dict[tuple[str, int], ChunkRef]:
+        """Up to `n` chunks on each side of each chunk in `batch` that are not in `asked`
+        yet, fetched by their derived ids (only the documents' live version); `asked`
+        grows by what was asked for."""
         wanted: set[str] = set()
-        for h in hits:
-            c = h.chunk
+        for c in batch:
             for i in range(max(0, c.index - n), c.index + n + 1):
-                if (c.document_id, i) not in chunks:
+                if (c.document_id, i) not in asked:
+                    asked.add((c.document_id, i))
                     wanted.add(point_id(c.document_id, c.doc_hash, i))
+        found: dict[tuple[str, int], ChunkRef] = {}
         for point in self.store.retrieve(sorted(wanted)):
             if point.payload.get("state") == LIVE:
                 ref = ChunkRef.from_payload(point.id, point.payload)
-                chunks[(ref.document_id, ref.index)] = ref
-        return chunks
+                found[(ref.document_id, ref.index)] = ref
+        return found

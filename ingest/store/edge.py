@@ -73,6 +73,10 @@ class EdgeStore:
             sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
             hnsw_config=q.HnswIndexConfig(m=self.hnsw[0], ef_construct=self.hnsw[1],
                                            full_scan_threshold=10_000),
+            # Every search reads the payloads (text) of hundreds of hits and neighbours:
+            # warmed into the page cache when the shard opens instead of page by page on
+            # the first questions ("cached" tier; Qdrant's default for payloads is "cold").
+            payload_memory=q.Memory.Cached,
         )
         self.shard = q.EdgeShard.create(str(self.path), config)
         for name in KEYWORD_FIELDS:

@@ -165,6 +165,40 @@ def test_foreign_token_counts_are_recounted_and_verified(counter, doc_a):
     assert_exact(packing, counter)
 
 
+@pytest.mark.parametrize("neighbours", [1, 2])
+@pytest.mark.parametrize("budget", [120, 300, 700, 4000, 100_000])
+@pytest.mark.parametrize("seed", range(3))
+def test_neighbours_loaded_on_demand_pack_the_same(counter, doc_a, doc_b, doc_c, neighbours,
+                                                   budget, seed):
+    """Given only the hits and a loader, the packer asks for neighbours as it reaches each
+    hit and packs exactly what it packs with every neighbour up front, while hits past the
+    point where the budget is full never have theirs fetched."""
+    twin = make_doc(counter, "alpha-copy", text_for(1))  # copies: duplicates in play too
+    rng = random.Random(seed)
+    docs = [doc_a, doc_b, doc_c, twin]
+    picks = {(d, rng.randrange(len(docs[d]))) for d in rng.choices(range(4), k=40)}
+    hits = [Hit(docs[d][i], round(rng.random(), 2)) for d, i in sorted(picks)]
+    everything = keyed(*docs)
+    asked: list[ChunkRef] = []
+
+    def load(batch: list[ChunkRef]) -> dict[tuple[str, int], ChunkRef]:
+        asked.extend(batch)
+        return {k: c for k, c in everything.items()
+                if any(k[0] == b.document_id and 0 < abs(k[1] - b.index) <= neighbours
+                       for b in batch)}
+
+    eager = Packer(counter, neighbours, "relevance").pack(hits, everything, budget)
+    lazy = Packer(counter, neighbours, "relevance").pack(
+        hits, {(h.chunk.document_id, h.chunk.index): h.chunk for h in hits}, budget, load=load)
+    assert lazy.context == eager.context
+    assert lazy.used_tokens == eager.used_tokens
+    assert repr(lazy.left_out) == repr(eager.left_out)
+    assert_exact(lazy, counter)
+    assert len({c.id for c in asked}) == len(asked), "a hit's neighbours were asked for twice"
+    if budget == 120 and neighbours == 1:  # full after the first batch: no more fetched
+        assert len(asked) < len(hits), "a small budget fetched every hit's neighbours"
+
+
 # -- duplicates -------------------------------------------------------------------------------
 
 def test_identical_chunk_in_another_document_is_left_out_as_duplicate(counter, doc_a):
