@@ -5,6 +5,8 @@ Chunks are real text (essays cut by our chunker, repeated under new document ids
 collection has N chunks) with real BM25 vectors; dense vectors are random unit vectors, since
 latency does not depend on what they mean and embedding 100k chunks here would take hours.
 Both sides use the same vectors, the same query embedding and the same candidate count.
+Our store is closed after loading and opened again, as `rag api` opens it, so the timed
+questions meet it as a running server does (its cached tiers warmed when it opens).
 
     .venv/bin/python bench/pack.py --data ../shared/data/niah/essays --sizes 10000,100000
 """
@@ -194,6 +196,7 @@ def main() -> None:
 
     from app.settings import load_settings
     from ingest.embedder import Embedder
+    from ingest.store.edge import EdgeStore
 
     embedder = Embedder(load_settings().embedding)
     queries = (QUESTIONS * 10)[: args.queries]
@@ -204,10 +207,17 @@ def main() -> None:
             t0 = time.perf_counter()
             store = load_store(Path(tmp) / "bench", payloads, dense)
             load_s = time.perf_counter() - t0
+            # Opened again, as `rag api` opens it at start: the open warms the store's
+            # cached tiers (payloads, vectors) into the page cache.
+            store.close()
+            t0 = time.perf_counter()
+            store = EdgeStore(Path(tmp) / "bench")
+            open_s = time.perf_counter() - t0
             ours, used, cands = bench_ours(store, embedder, args.budget, queries)
             store.close()
         p50, p95 = percentiles(ours)
-        row = {"chunks": size, "load_s": round(load_s, 1), "ours_p50_ms": p50 * 1000,
+        row = {"chunks": size, "load_s": round(load_s, 1), "open_s": round(open_s, 2),
+               "ours_p50_ms": p50 * 1000,
                "ours_p95_ms": p95 * 1000, "ours_used": used, "candidates": cands}
         if not args.no_baseline:
             li, li_used = bench_llama_index(texts, dense, embedder, args.budget, cands, queries)
@@ -231,6 +241,11 @@ def main() -> None:
                      f"{r['speedup_p50']:>9.1f}x")
         print(line)
     print("targets: ours p50 <= 100 ms at 100k chunks; >= 5x the llama-index baseline")
+    for r in rows:
+        verdict = "PASS" if r["chunks"] < 100_000 or r["ours_p50_ms"] <= 100 else "FAIL"
+        ratio = f", {r['speedup_p50']:.1f}x llama-index" if "speedup_p50" in r else ""
+        print(f"  {r['chunks']:,} chunks: p50 {r['ours_p50_ms']:.1f} ms{ratio} "
+              f"(store opened in {r['open_s']:.2f} s) {verdict}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
 
