@@ -194,15 +194,22 @@ class Retriever:
         # many first, and for enough single chunks only when those left room unfilled
         # (hits that touch share neighbours, so each adds less).
         limit = self._candidates(budget.available, 1 + narrowed)
-        hits = self._search(question, search_mode, selected, filtered, budget.available, limit)
+        hits, more = self._search(question, search_mode, selected, filtered, budget.available,
+                                  limit)
         if not hits:
             return done(empty, 0, "no passage matches the question")
         packing = self._pack(packer, hits, narrowed, budget.available)
+        # Duplicates (copies of a file) and touching hits add less than a widened hit each:
+        # while that leaves the budget short and the store has more, search wider.
         wider = self._candidates(budget.available, 1)
-        if (len(hits) >= limit and wider > limit
-                and packing.used_tokens < budget.available * self.REFILL_BELOW):
-            hits = self._search(question, search_mode, selected, filtered, budget.available,
-                                wider)
+        for _ in range(self.REFILL_ROUNDS):
+            if not more or packing.used_tokens >= budget.available * self.REFILL_BELOW:
+                break
+            limit = min(max(wider, 2 * limit), self.settings.retrieval.max_candidates)
+            if limit <= len(hits):
+                break
+            hits, more = self._search(question, search_mode, selected, filtered,
+                                      budget.available, limit)
             packing = self._pack(packer, hits, narrowed, budget.available)
         if narrowed != neighbours:
             packing.notes.append(f"neighbours {neighbours} -> {narrowed}: the budget holds fewer "
@@ -211,6 +218,7 @@ class Retriever:
 
     MIN_PASSAGES = 8  # a budget too small for this many widened hits packs bare hits
     REFILL_BELOW = 0.9  # search again, for more candidates, when less of the budget is used
+    REFILL_ROUNDS = 3  # ... at most this many times, each for twice as many or more
     PROMOTE = 3  # each search's leaders that hybrid fusion may not bury
     PROMOTE_BELOW_CHUNKS = 64  # ... when the budget holds fewer chunks than this
 
@@ -227,8 +235,9 @@ class Retriever:
         selected = self._select(docs, options.filters) if options.filters.active else docs
         if not selected:
             return []
-        return self._search(query, mode, selected, len(selected) < len(docs), available,
-                            self._candidates(available, 1))[:n]
+        hits, _ = self._search(query, mode, selected, len(selected) < len(docs), available,
+                               self._candidates(available, 1))
+        return hits[:n]
 
     def _neighbours_for(self, available: int, neighbours: int) -> int:
         """Neighbours only when the budget holds MIN_PASSAGES hits widened by them: at 4k
@@ -283,7 +292,8 @@ class Retriever:
         return dense, sparse
 
     def _search(self, question: str, mode: SearchMode, selected: list[dict[str, Any]],
-                filtered: bool, available: int, limit: int) -> list[Hit]:
+                filtered: bool, available: int, limit: int) -> tuple[list[Hit], bool]:
+        """The hits, best first, and whether the store had more (the limit was reached)."""
         per_chunk = self._chunk_tokens
         r = self.settings.retrieval
         where = Where(equals={"state": LIVE})
@@ -293,12 +303,19 @@ class Retriever:
         dense, sparse = self._query_vectors(question, mode)
         points = self.store.query(dense=dense, sparse=sparse, mode=mode, where=where,
                                   limit=limit, rrf_k=r.rrf_k)
+        more = len(points) >= limit
+        if more and points[0].score != points[-1].score:
+            # The store cuts a run of equal scores at the limit anywhere (fusion returns
+            # ties in no fixed order): leave that run out, so the same question always
+            # gets the same candidates.
+            last = points[-1].score
+            points = [p for p in points if p.score != last]
         hits = [Hit(ChunkRef.from_payload(p.id, p.payload), p.score) for p in points]
         # Two more small searches pay (~20 ms each at 100k chunks) only where few passages
         # fit: a large budget packs every leader anyway.
         if mode == "hybrid" and hits and available < self.PROMOTE_BELOW_CHUNKS * per_chunk:
             hits = self._promote_leaders(hits, dense, sparse, where)
-        return hits
+        return hits, more
 
     def _promote_leaders(self, hits: list[Hit], dense: Any, sparse: Any, where: Where) -> list[Hit]:
         """Reciprocal rank fusion ranks a chunk that only one search finds (the exact words

@@ -10,6 +10,7 @@ Three corpora, each built once per session:
   (512/64), with five needle sentences at depths 0, 25, 50, 75 and 100 %; big budgets and
   needle tests use it.
 * `twins`: a handbook, the same file copied under a second name, and one other document.
+* `copies`: one long handbook saved under eight names.
 """
 
 from __future__ import annotations
@@ -129,6 +130,25 @@ def twins(tmp_path_factory: pytest.TempPathFactory, embedder: Any,
     for corpus in _build(root / "docs", settings, [original, copy, other], embedder, counter):
         corpus.extra.update(original=original, copy=copy, other=other)
         yield corpus
+
+
+COPIES = 8
+
+
+@pytest.fixture(scope="session")
+def copies(tmp_path_factory: pytest.TempPathFactory, embedder: Any,
+           counter: TokenCounter) -> Iterator[Corpus]:
+    """One long lighthouse handbook saved under COPIES names: most hits are duplicates."""
+    root = tmp_path_factory.mktemp("copies")
+    text = library_text("handbook.txt", "lighthouse", random.Random(5), set(), n=200)
+    files = []
+    for i in range(COPIES):
+        path = root / "docs" / f"handbook-{i}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        files.append(path)
+    settings = load_settings(data_dir=root / "data", chunking={"size": 64, "overlap": 8})
+    yield from _build(root / "docs", settings, files, embedder, counter)
 
 
 HAYSTACK_DOCS = 12

@@ -105,3 +105,22 @@ def test_budget_too_small_for_anything_says_so(library, counter):
     assert d["budget"]["available"] == 0
     assert d["passages"] == [] and d["context"] == ""
     assert "budget too small" in d["message"]
+
+
+def test_a_budget_left_empty_by_duplicates_searches_again_for_more(copies, counter):
+    """Eight copies of one handbook: the first search's hits are mostly copies of each
+    other (left out as duplicates), which leaves most of the budget empty; wider searches
+    bring more of the handbook in until the budget is full."""
+    options = RetrieveOptions(budget_tokens=3000, context_mode="retrieve")
+    question = "How does the lighthouse keeper test the reserve batteries?"
+    refilled = copies.retriever(answer_reserve=0).retrieve(question, options)
+    once = copies.retriever(answer_reserve=0)
+    once.REFILL_BELOW = 0.0  # never search again
+    single = once.retrieve(question, options)
+    d = check_ledger(refilled, counter)
+    check_ledger(single, counter)
+    assert single.packing.used_tokens < 0.9 * single.budget.available
+    assert refilled.candidates > single.candidates
+    assert refilled.packing.used_tokens >= 0.9 * refilled.budget.available
+    assert {p["document_id"] for p in d["passages"]}  # still from the copies
+    assert sum(x["reason"] == "duplicate" for x in d["left_out"]) > len(d["passages"])
