@@ -47,6 +47,7 @@ if __name__ == "ingest":
 
 import argparse
 import contextlib
+import gc
 import os
 import shutil
 import statistics
@@ -562,10 +563,12 @@ def main(argv: list[str] | None = None) -> int:
         llama_docs = 0
         for r in range(args.repeat):
             log(f"run {r + 1}/{args.repeat}: bare embedding ...")
+            gc.collect()  # before every timed row: no row pays for another's garbage
             t = time.perf_counter()
             embedder.embed(texts)
             bare.runs.append(time.perf_counter() - t)
             log(f"run {r + 1}/{args.repeat}: pipeline ...")
+            gc.collect()
             seconds, report = run_pipeline(settings, files, embedder, work / f"pipeline-{r}")
             ours.runs.append(seconds)
             ours.chunks = report.chunks
@@ -574,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"  pipeline: {Path(res.path).name} failed: {res.reason}")
             if llama is not None:
                 log(f"run {r + 1}/{args.repeat}: llama-index ...")
+                gc.collect()
                 seconds, base.chunks, llama_docs = llama.run(work / f"llama-{r}")
                 base.runs.append(seconds)
         if ours.chunks != len(texts):

@@ -194,7 +194,7 @@ def test_bad_input_raises_load_error_with_reason(tmp_path: Path, bad: F.Bad) -> 
 
 @pytest.mark.parametrize("keep", [0.3, 0.5, 0.8, 0.95])
 def test_truncated_pdf_is_refused_or_partial(tmp_path: Path, keep: float) -> None:
-    """Cut short, a PDF may still yield its first pages (pypdf can rebuild the xref); it
+    """Cut short, a PDF may still yield its first pages (PDFium can rebuild the xref); it
     must never yield text that is not in the document, nor raise anything but LoadError."""
     path = F.write_pdf(tmp_path / "whole.pdf")
     data = path.read_bytes()
