@@ -1,6 +1,7 @@
-"""File → text, one loader per format, built on the parsing libraries llama-index's own
-file readers use (python-docx, python-pptx, BeautifulSoup; PDFium for PDF). Every failure becomes a
-`LoadError` whose message is the one-line reason shown next to the file name."""
+"""File → text, one loader per format, built on well-tried parsing libraries: python-docx,
+python-pptx and BeautifulSoup (what llama-index's own file readers use), and PDFium for PDF.
+Every failure becomes a `LoadError` whose message is the one-line reason shown next to the
+file name."""
 
 from __future__ import annotations
 

@@ -249,7 +249,17 @@ class Retriever:
 
     def _try_whole(self, selected: list[dict[str, Any]], available: int, packer: Packer,
                    forced: bool) -> Packing | None:
-        """Whole documents when they all fit (auto), or as many as fit (full)."""
+        """Whole documents when they all fit (auto), or as many as fit (full). A file
+        stored twice (a copy under another name) goes in once: the first by path."""
+        first: dict[str, str] = {}
+        copies = []
+        for d in selected:
+            key = d.get("file_hash") or d["document_id"]
+            if first.setdefault(key, d["document_id"]) != d["document_id"]:
+                copies.append(LeftOut("duplicate", d["document_id"], d.get("source", "")))
+        if copies:
+            dropped = {x.document_id for x in copies}
+            selected = [d for d in selected if d["document_id"] not in dropped]
         if not forced:
             estimate = sum(int(d.get("doc_tokens", 0)) for d in selected)
             estimate += sum(max(1, int(d.get("pages") or 1)) for d in selected) * \
@@ -265,6 +275,7 @@ class Retriever:
         packing = packer.pack_whole([by_doc[i] for i in ids], available)
         if not forced and packing.left_out:
             return None
+        packing.left_out.extend(copies)
         return packing
 
     def _candidates(self, available: int, chunks_per_hit: int) -> int:

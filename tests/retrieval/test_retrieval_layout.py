@@ -120,6 +120,23 @@ def test_duplicate_file_goes_in_once(twins, counter):
     assert counter.count(d["context"]) == d["used_tokens"]
 
 
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_whole_documents_carry_a_copied_file_once(twins, counter, mode):
+    original = twins.document_id(twins.extra["original"])
+    copy = twins.document_id(twins.extra["copy"])
+    other = twins.document_id(twins.extra["other"])
+    result = twins.retriever().retrieve("How does the relief keeper check the rotating lamp?",
+                                        RetrieveOptions(budget_tokens=131_072, context_mode=mode))
+    d = result.to_dict(with_context=True)
+    assert d["mode"] == "full"
+    # The first by path: handbook-copy.md sorts before handbook.md.
+    assert {p["document_id"] for p in d["passages"]} == {copy, other}
+    assert [(x["reason"], x["document_id"]) for x in d["left_out"]] == [("duplicate", original)]
+    sentences = sentences_of(d["context"])
+    assert len(sentences) == len(set(sentences)), "duplicated text in the context"
+    assert counter.count(d["context"]) == d["used_tokens"]
+
+
 @pytest.mark.parametrize("layout", ["document", "relevance", "edges"])
 @pytest.mark.parametrize("budget", [800, 4000])
 def test_copies_never_repeat_text_whatever_the_budget(twins, layout, budget):
