@@ -32,7 +32,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not hasattr(os, "openpty"),
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]")
 _PROGRESS = re.compile(r"(\d+)/(\d+)\s+files · (\d+) chunks embedded")
-# A smaller embedding batch commits documents more often (one write per 64 chunks).
+# A smaller embedding batch commits documents more often, and 40 files keep the run going
+# long after the first commit, so a signal sent on seeing it lands mid-run.
 BATCH_ENV = {"RAG_EMBEDDING__BATCH_SIZE": "16"}
 
 
@@ -128,7 +129,7 @@ def live_sources(store: Any) -> dict[str, list[dict[str, Any]]]:
 
 
 def test_sigkill_midway_leaves_a_consistent_store(tmp_path: Path, settings: Settings) -> None:
-    paths = corpus(tmp_path, files=14)
+    paths = corpus(tmp_path, files=40)
     env = rag_env(settings, **BATCH_ENV)
     run = TtyRun.start(["--data-dir", str(settings.data_dir), "ingest", str(tmp_path / "docs")],
                        tmp_path, env)
@@ -167,7 +168,7 @@ def test_sigkill_midway_leaves_a_consistent_store(tmp_path: Path, settings: Sett
 
 def test_sigint_exits_130_with_one_line_and_resumes(tmp_path: Path, settings: Settings,
                                                     ingest_paths: Any) -> None:
-    paths = corpus(tmp_path, files=14)
+    paths = corpus(tmp_path, files=40)
     env = rag_env(settings, **BATCH_ENV)
     run = TtyRun.start(["--data-dir", str(settings.data_dir), "ingest", str(tmp_path / "docs")],
                        tmp_path, env)
