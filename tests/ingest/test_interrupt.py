@@ -37,6 +37,13 @@ _PROGRESS = re.compile(r"(\d+)/(\d+)\s+files · (\d+) chunks embedded")
 BATCH_ENV = {"RAG_EMBEDDING__BATCH_SIZE": "16"}
 
 
+def _interruptible() -> None:
+    """Ctrl-C as a terminal sends it: a shell starts background jobs with SIGINT ignored and
+    children inherit that (Python then never raises KeyboardInterrupt), so a suite started
+    in the background would see `rag` shrug the signal off."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class TtyRun:
     """`rag ingest` with stderr on a pseudo-terminal, so it draws its progress bar."""
@@ -55,7 +62,7 @@ class TtyRun:
             proc = subprocess.Popen(
                 [*RAG_CMD, *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout,
                 stderr=slave, env={**env, "TERM": "xterm-256color", "COLUMNS": "220"},
-                start_new_session=True)
+                start_new_session=True, preexec_fn=_interruptible)
         os.close(slave)
         return cls(proc, master, stdout_path)
 
