@@ -132,6 +132,8 @@ def _load_markdown(path: Path, data: bytes) -> LoadedDocument:
 
 _PDFIUM = threading.Lock()  # PDFium is not thread-safe: one document at a time per process
 _PDFIUM_PASSWORD = 4  # FPDF_ERR_PASSWORD
+# Control characters: glyphs of symbol fonts without a Unicode mapping (bullets, ticks).
+_PDF_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")
 
 
 def _load_pdf(path: Path, data: bytes) -> LoadedDocument:
@@ -160,7 +162,9 @@ def _load_pdf(path: Path, data: bytes) -> LoadedDocument:
                 finally:
                     textpage.close()
                     page.close()
-                text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+                text = _PDF_CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+                # PDFium marks a hyphen it found at a line end with U+FFFE.
+                text = text.replace("\ufffe", "-")
                 sections.append(Section(text, number))
             title = str(document.get_metadata_dict().get("Title") or "")
         except pdfium.PdfiumError as exc:
