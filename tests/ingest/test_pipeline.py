@@ -3,6 +3,7 @@ an embedded Qdrant Edge store. Documents are built in tmp dirs by fixtures_docs.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -449,3 +450,13 @@ def test_run_dying_mid_commit_is_repaired_by_the_next_run(tmp_path: Path, store:
         assert payloads[0]["doc_hash"] != old[doc_id][0]["doc_hash"]
         assert "second edition" in payloads[-1]["text"]
     assert store.count(Where()) == sum(len(v) for v in new.values())
+
+
+def test_new_store_keeps_payloads_in_the_cached_tier(tmp_path: Path, settings: Settings,
+                                                      ingest_paths: Any) -> None:
+    """Every search reads hundreds of payloads: a new embedded store asks Qdrant to warm
+    them into memory when it opens (its default for payloads is the cold tier)."""
+    (tmp_path / "one.txt").write_text("The ferry leaves the north pier at seven.\n")
+    ingest_paths([tmp_path / "one.txt"])
+    config = json.loads((settings.store_path / "edge_config.json").read_text())
+    assert config["payload_memory"] == "cached"
