@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from app.errors import RagError, SettingsError
-from app.settings import Settings, load_settings
+from core.errors import RagError, SettingsError
+from core.settings import Settings, load_settings
 
 app = typer.Typer(
     name="rag",

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from app.errors import RagError
+from core.errors import RagError
 
 
 class LLMError(RagError):

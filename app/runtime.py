@@ -6,7 +6,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from app.settings import Settings
+from core.settings import Settings
 from ingest.store import LIVE, Store, Where, open_store
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from app.citations import Citation, cite
-from app.errors import RagError, SettingsError
+from core.errors import RagError, SettingsError
 from app.llm import LLMClient, ModelInfo, PromptTooLongError
 from app.runtime import Runtime
-from app.settings import Settings
+from core.settings import Settings
 from ingest.tokenizer import load_gguf_counter, load_tokenizer
 from retrieval.budget import Budget, compute_budget
 from retrieval.packer import LeftOut, Packing, Passage, render

@@ -49,7 +49,7 @@ def int_list(text: str) -> list[int]:
 
 def bench_settings(work: Path, collection: str, **retrieval: Any) -> Any:
     """The project's settings (env and rag.yaml apply as usual) with the store under `work`."""
-    from app.settings import load_settings
+    from core.settings import load_settings
 
     return load_settings(data_dir=work, store={"url": None, "collection": collection},
                          retrieval=retrieval)

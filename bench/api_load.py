@@ -117,7 +117,7 @@ def start_api(args: argparse.Namespace, work: Path) -> tuple[str, list[Any]]:
     import uvicorn
 
     from app.api import create_app
-    from app.settings import CPUServerSettings, load_settings
+    from core.settings import CPUServerSettings, load_settings
     from ingest.pipeline import ingest
     from serving import llamacpp
 

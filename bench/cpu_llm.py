@@ -81,7 +81,7 @@ def passages_for(item: dict[str, Any]) -> list[Any]:
 def run(threads: int, items: list[dict[str, Any]], max_tokens: int, port: int) -> dict[str, Any]:
     from app.citations import cite
     from app.llm import LLMClient
-    from app.settings import CPUServerSettings
+    from core.settings import CPUServerSettings
     from retrieval.packer import render
     from retrieval.prompt import build_messages
     from serving import llamacpp

@@ -103,7 +103,7 @@ def find_files(data: Path, limit: int | None, follow_symlinks: bool) -> list[Pat
 def chunk_texts(settings: Any, files: list[Path]) -> tuple[list[str], list[str]]:
     """(chunk texts, failures) exactly as the pipeline makes them: same loaders, same chunker
     and tokenizer, same settings."""
-    from app.errors import LoadError
+    from core.errors import LoadError
     from ingest.chunker import Chunker
     from ingest.loaders import load
     from ingest.tokenizer import load_tokenizer
@@ -220,7 +220,7 @@ class LlamaBaseline:
         from llama_index.core.readers.base import BaseReader
         from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-        from app.settings import SHIPPED
+        from core.settings import SHIPPED
         from ingest.embedder import shipped_model_path
         from ingest.loaders import file_type, load
         from ingest.tokenizer import load_tokenizer
@@ -519,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     from _common import environment, log, table, write_results
 
-    from app.settings import load_settings
+    from core.settings import load_settings
     from ingest.embedder import Embedder
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-ingest-"))

@@ -239,7 +239,7 @@ def main() -> None:
     llm_model: str | None = None
     if args.answer:
         from app.llm import LLMClient
-        from app.settings import load_settings
+        from core.settings import load_settings
 
         llm_settings = load_settings()
         url = llm_settings.llm.url

@@ -45,7 +45,7 @@ def build_corpus(data: Path, n_chunks: int, seed: int = 7):
 
     import numpy as np
 
-    from app.settings import load_settings
+    from core.settings import load_settings
     from ingest.chunker import Chunker
     from ingest.loaders import load
     from ingest.tokenizer import load_tokenizer
@@ -116,7 +116,7 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def bench_ours(store, embedder, budget: int, queries: list[str]) -> tuple[list[float], int, int]:
-    from app.settings import load_settings
+    from core.settings import load_settings
     from ingest.tokenizer import load_tokenizer
     from retrieval.service import RetrieveOptions, Retriever
 
@@ -195,7 +195,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/results/pack.json"))
     args = ap.parse_args()
 
-    from app.settings import load_settings
+    from core.settings import load_settings
     from ingest.embedder import Embedder
     from ingest.store.edge import EdgeStore
 

@@ -18,6 +18,7 @@ WORKDIR /src
 COPY constraints.txt ./
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 COPY pyproject.toml README.md requirements-models.txt ./
+COPY core ./core
 COPY app ./app
 COPY ingest ./ingest
 COPY retrieval ./retrieval

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ingest.loaders import Section
 from ingest.tokenizer import TokenCounter
 
-# The separator every rendered passage ends with (retrieval/render.py); `end_tokens` below
+# The separator every rendered passage ends with (retrieval/packer.py); `end_tokens` below
 # is the count of a core followed by it, which differs from the sum when BPE merges them.
 PASSAGE_END = "\n\n"
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from app.errors import NotFoundError
+from core.errors import NotFoundError
 from ingest.pipeline import document_id_for
 from ingest.store import LIVE, Store, Where
 

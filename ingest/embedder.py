@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.errors import SettingsError
-from app.settings import SHIPPED, EmbeddingSettings
+from core.errors import SettingsError
+from core.settings import SHIPPED, EmbeddingSettings
 
 if TYPE_CHECKING:
     import numpy as np

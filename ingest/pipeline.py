@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from app.errors import LoadError, RagError
-from app.settings import Settings
+from core.errors import LoadError, RagError
+from core.settings import Settings
 from ingest.chunker import Chunk, Chunker
 from ingest.loaders import LoadedDocument, file_type, load
 from ingest.sparse import SparseEncoder

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from app.errors import SettingsError
-from app.settings import SHIPPED
+from core.errors import SettingsError
+from core.settings import SHIPPED
 
 
 def shipped_tokenizer_path() -> Path:

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from app.errors import SettingsError
-from app.settings import Settings
+from core.errors import SettingsError
+from core.settings import Settings
 from ingest.pipeline import point_id
 from ingest.sparse import SparseEncoder
 from ingest.store import LIVE, Store, Where

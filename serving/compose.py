@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from app.errors import SettingsError
-from app.settings import VLLMSettings
+from core.errors import SettingsError
+from core.settings import VLLMSettings
 from serving.vllm import PRESETS, preset, render_command
 
 COMPOSE_FILE = Path(__file__).resolve().parents[1] / "docker-compose.yml"

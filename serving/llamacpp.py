@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from threading import Thread
 
-from app.errors import RagError, SettingsError
-from app.settings import SHIPPED, CPUServerSettings
+from core.errors import RagError, SettingsError
+from core.settings import SHIPPED, CPUServerSettings
 from serving.readiness import is_ready
 
 

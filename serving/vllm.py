@@ -15,8 +15,8 @@ import sys
 import time
 from collections import deque
 
-from app.errors import RagError, SettingsError
-from app.settings import VLLMSettings
+from core.errors import RagError, SettingsError
+from core.settings import VLLMSettings
 
 # Documented sizes (docs/deploy.md has the memory arithmetic).
 PRESETS: dict[str, dict[str, object]] = {

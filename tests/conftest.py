@@ -23,7 +23,7 @@ if sys.path[0] != str(ROOT):
 
 from ports import free_port  # noqa: E402
 
-from app.settings import Settings, load_settings  # noqa: E402
+from core.settings import Settings, load_settings  # noqa: E402
 from ingest.tokenizer import TokenCounter, load_tokenizer  # noqa: E402
 
 # Small chunks, so the few sentences of a fixture document still make several chunks.
@@ -108,7 +108,7 @@ def llm_server() -> Iterator[Any]:
     """A real llama.cpp server (llama-cpp-python[server]) with the shipped SmolLM2 GGUF on a
     free loopback port, started once per session. Yields the RunningServer (`.url` ends in
     /v1, `.stop()`); its CPUServerSettings are in `.settings`."""
-    from app.settings import CPUServerSettings
+    from core.settings import CPUServerSettings
     from serving import llamacpp
 
     cfg = CPUServerSettings(port=free_port(), threads=1, n_ctx=8192)

@@ -1,6 +1,6 @@
 """The UI's own settings (env `RAG_UI__<FIELD>`): where the REST API is and how to talk to it.
 
-Deliberately separate from app/settings.py, so the UI image installs neither torch nor the
+Deliberately separate from core/settings.py, so the UI image installs neither torch nor the
 store: the UI knows the API's address and key, nothing else.
 """
 

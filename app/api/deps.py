@@ -12,8 +12,8 @@ from fastapi import Depends, Request
 
 from app.api.jobs import JobManager
 from app.api.metrics import Metrics
-from app.errors import RagError
-from app.settings import Settings
+from core.errors import RagError
+from core.settings import Settings
 
 log = logging.getLogger("rag.api")
 

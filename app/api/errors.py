@@ -1,6 +1,6 @@
 """One error envelope for every failure: {"error": {"message", "type", "param", "code"}}.
 
-Domain errors (app/errors.py, app/llm.py) keep their message, which is written for users;
+Domain errors (core/errors.py, app/llm.py) keep their message, which is written for users;
 anything unexpected becomes a 500 whose message says nothing about the inside, and its
 traceback goes to the server log only.
 """
@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import LoadError, NotFoundError, RagError, SettingsError, StoreError, StoreLockedError
+from core.errors import LoadError, NotFoundError, RagError, SettingsError, StoreError, StoreLockedError
 from app.llm import LLMError, LLMUnavailableError, PromptTooLongError
 
 log = logging.getLogger("rag.api")

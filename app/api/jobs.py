@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from app.api.metrics import Metrics
-from app.settings import Settings
+from core.settings import Settings
 from ingest.pipeline import FileResult, Progress, ingest
 from ingest.store import LIVE
 

@@ -22,7 +22,7 @@ from app.api.deps import ApiState
 from app.api.jobs import JobManager
 from app.api.metrics import Metrics, MetricsMiddleware
 from app.api.middleware import AuthMiddleware, BodyLimitMiddleware
-from app.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 
 log = logging.getLogger("rag.api")
 

@@ -14,11 +14,11 @@ from app.api.errors import envelope
 from app.api.metrics import CONTENT_TYPE
 from app.api.routes_query import ERRORS
 from app.api.schemas import MAX_HISTORY, ConfigOut, ErrorEnvelope, Health, Readiness
-from ingest.loaders import CODE, HTML, MARKDOWN, TEXT_TYPES
+from ingest.loaders import supported_extensions
 from serving.readiness import is_ready
 
 router = APIRouter(tags=["operations"])
-UPLOAD_TYPES = sorted({".pdf", ".docx", ".pptx", *HTML, *MARKDOWN, *TEXT_TYPES, *CODE})
+UPLOAD_TYPES = supported_extensions()
 
 
 @router.get("/healthz", response_model=Health)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.settings import Settings
+from core.settings import Settings
 from ingest.store.base import LIVE, STAGED, PointIn, PointOut, Sparse, Store, Where
 
 __all__ = ["LIVE", "STAGED", "PointIn", "PointOut", "Sparse", "Store", "Where", "open_store"]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from app.errors import StoreError, StoreLockedError
+from core.errors import StoreError, StoreLockedError
 from ingest.store.base import (
     DENSE,
     INTEGER_FIELDS,

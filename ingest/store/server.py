@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from app.errors import StoreError
+from core.errors import StoreError
 from ingest.store.base import (
     DENSE,
     INTEGER_FIELDS,

@@ -19,11 +19,11 @@ import pytest
 from ports import free_port
 
 from app.citations import cite
-from app.errors import SettingsError
+from core.errors import SettingsError
 from app.llm import LLMUnavailableError, PromptTooLongError
 from app.runtime import Runtime
 from app.service import RagService, _usage, search_query
-from app.settings import Settings
+from core.settings import Settings
 from retrieval.prompt import Message, build_messages
 from retrieval.service import Filters, RetrieveOptions
 from serving import llamacpp
@@ -54,7 +54,7 @@ WINDOW = 3072  # a small window keeps CPU prefill short; the arithmetic is the s
 @pytest.fixture(scope="module")
 def llm_server() -> Iterator[llamacpp.RunningServer]:
     """This module's own llama.cpp server (SmolLM2, 3,072-token window)."""
-    from app.settings import CPUServerSettings
+    from core.settings import CPUServerSettings
 
     cfg = CPUServerSettings(port=free_port(), threads=1, n_ctx=WINDOW)
     server = llamacpp.start(cfg)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from ports import free_port  # noqa: F401  (re-exported for the API tests)
 
-from app.settings import Settings
+from core.settings import Settings
 
 
 def llm_overrides(llm_server: Any, url: str | None = None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from api_helpers import Api, llm_overrides, serve, wait_warm
 from app.api import create_app
 from app.runtime import Runtime, sample_dir
 from app.service import RagService
-from app.settings import Settings
+from core.settings import Settings
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from app.settings import Settings
+from core.settings import Settings
 from serving.compose import resolve
 
 ROOT = Path(__file__).resolve().parents[2]

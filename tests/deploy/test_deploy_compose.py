@@ -24,7 +24,7 @@ from deploy_helpers import (
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from app.settings import Settings, VLLMSettings
+from core.settings import Settings, VLLMSettings
 from serving.vllm import render_command
 
 SERVICES = {"qdrant", "vllm", "vllm-2", "llamacpp", "api", "ui", "ingest"}
@@ -265,7 +265,7 @@ def test_rag_variables_are_settings(model: dict[str, typing.Any]) -> None:
             if not key.startswith("RAG_"):
                 continue
             info = _ui_field(key) if key.startswith("RAG_UI__") else settings_field(key)
-            assert info is not None, f"{name}: {key} is no setting (app/settings.py, ui/settings.py)"
+            assert info is not None, f"{name}: {key} is no setting (core/settings.py, ui/settings.py)"
             if typing.get_origin(info.annotation) is list:
                 # An empty string is no list: pass lists through only when .env sets them.
                 assert value is None, f"{name}: {key} must be passed through, not given '{value}'"

@@ -86,7 +86,7 @@ def test_api_image_copies_every_package_before_installing() -> None:
 def test_api_image_installs_every_subpackage() -> None:
     # The image installs the project as a wheel (not editable): a folder of modules missing
     # from [tool.setuptools] packages is missing from the image, though a checkout runs fine.
-    needed = {"app", "ingest", "retrieval", "serving"}
+    needed = {"core", "app", "ingest", "retrieval", "serving"}
     folders = {p.parent.relative_to(ROOT).as_posix().replace("/", ".")
                for top in needed for p in (ROOT / top).rglob("*.py")}
     missing = sorted(folders - set(PACKAGES))
@@ -190,6 +190,7 @@ def test_ui_closure_catches_a_heavy_import(tmp_path: Path, monkeypatch: pytest.M
     (tmp_path / "ui" / "app.py").write_text("def f():\n    from ingest.embedder import Embedder\n")
     (tmp_path / "ingest").symlink_to(ROOT / "ingest")
     (tmp_path / "app").symlink_to(ROOT / "app")
+    (tmp_path / "core").symlink_to(ROOT / "core")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     packages, third = ui_closure()
     assert {"ingest", "app"} <= packages

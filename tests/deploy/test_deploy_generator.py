@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from deploy_helpers import COMPOSE, Tagged, compose, load_yaml, merge
 
-from app.errors import SettingsError
-from app.settings import VLLMSettings
+from core.errors import SettingsError
+from core.settings import VLLMSettings
 from serving import compose as gen
 from serving.vllm import PRESETS, preset, render_command
 

@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from app.settings import Settings
+from core.settings import Settings
 from ingest.store import LIVE, STAGED, Where
 
 ROOT = Path(__file__).resolve().parents[2]

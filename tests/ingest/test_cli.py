@@ -12,7 +12,7 @@ import fixtures_docs as F
 import pytest
 from ingest_helpers import rag
 
-from app.settings import Settings
+from core.settings import Settings
 from ingest.pipeline import document_id_for
 from ingest.store import Where, open_store
 

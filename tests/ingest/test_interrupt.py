@@ -23,7 +23,7 @@ import fixtures_docs as F
 import pytest
 from ingest_helpers import RAG_CMD, check_store, rag, rag_env
 
-from app.settings import Settings
+from core.settings import Settings
 from ingest.pipeline import document_id_for
 from ingest.store import Where, open_store
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import fixtures_docs as F
 import pytest
 
-from app.errors import LoadError
+from core.errors import LoadError
 from ingest.loaders import LoadedDocument, file_type, load
 
 

@@ -14,8 +14,8 @@ import fixtures_docs as F
 import pytest
 from ingest_helpers import check_store, doc_text_from_chunks, live_points
 
-from app.errors import NotFoundError
-from app.settings import Settings
+from core.errors import NotFoundError
+from core.settings import Settings
 from ingest.documents import delete_document, list_documents
 from ingest.loaders import load
 from ingest.pipeline import IngestReport, document_id_for, ingest
@@ -379,7 +379,7 @@ def test_delete_document_by_path_id_and_prefix(tmp_path: Path, store: Any,
 
 
 def test_store_is_exclusive_per_process(settings: Settings, store: Any) -> None:
-    from app.errors import StoreLockedError
+    from core.errors import StoreLockedError
 
     with pytest.raises(StoreLockedError, match="in use by another process"):
         open_store(settings)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from retrieval_helpers import LIBRARY_FILES, NEEDLES, filler_sentences, library_text, paragraphs
 
-from app.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 from ingest.loaders import load
 from ingest.tokenizer import TokenCounter, load_tokenizer
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from app.settings import load_settings
+from core.settings import load_settings
 from ingest.store import open_store
 from retrieval.service import Filters, RetrieveOptions, Retriever
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.errors import SettingsError
+from core.errors import SettingsError
 from retrieval.prompt import prompt_overhead
 from retrieval.service import Filters, RetrieveOptions
 

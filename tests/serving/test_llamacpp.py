@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.errors import RagError, SettingsError
-from app.settings import CPUServerSettings
+from core.errors import RagError, SettingsError
+from core.settings import CPUServerSettings
 from serving import llamacpp
 
 

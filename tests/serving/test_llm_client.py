@@ -10,7 +10,7 @@ import pytest
 from ports import free_port
 
 from app.llm import LLMClient, LLMError, LLMUnavailableError, PromptTooLongError
-from app.settings import CPUServerSettings
+from core.settings import CPUServerSettings
 from serving import llamacpp
 
 HELLO = [{"role": "user", "content": "Say hello."}]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import SettingsError
-from app.settings import VLLMSettings
+from core.errors import SettingsError
+from core.settings import VLLMSettings
 from serving.vllm import explain_failure, preset, render_command
 
 ROOT = Path(__file__).resolve().parents[2]

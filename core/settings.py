@@ -314,7 +314,7 @@ def load_settings(**overrides: Any) -> Settings:
     """Builds the settings once; raises `SettingsError` with the field that is wrong."""
     from pydantic import ValidationError
 
-    from app.errors import SettingsError
+    from core.errors import SettingsError
 
     try:
         return Settings(**overrides)

@@ -1,0 +1,92 @@
+"""File → text, one loader module per format, built on well-tried parsing libraries
+(python-docx, python-pptx, BeautifulSoup, PDFium). Every failure becomes a `LoadError`
+whose message is the one-line reason shown next to the file name.
+
+A format is registered once, in `FORMATS` below: its type name, the file names it takes and
+its loader. `file_type`, `load`, the API's upload check and `/v1/config` all read that table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import LoadError
+from ingest.loaders.base import LoadedDocument, Section, clean, decode_text
+from ingest.loaders.html import load_html
+from ingest.loaders.office import load_docx, load_pptx
+from ingest.loaders.pdf import load_pdf
+from ingest.loaders.text import load_code, load_markdown, load_text
+
+__all__ = [
+    "FORMATS", "Format", "LoadedDocument", "Section", "decode_text", "file_type", "load",
+    "supported_extensions",
+]
+
+Loader = Callable[[Path, bytes], LoadedDocument]
+
+
+@dataclass(frozen=True)
+class Format:
+    type: str  # the document type stored in the payload (filters, citations)
+    extensions: frozenset[str]  # lower-case, with the dot
+    loader: Loader
+    names: frozenset[str] = frozenset()  # whole file names (Makefile) for types without suffix
+
+
+def _format(type_: str, extensions: str, loader: Loader, names: str = "") -> Format:
+    return Format(type_, frozenset(extensions.split()), loader, frozenset(names.split()))
+
+
+CODE_EXTENSIONS = (
+    ".py .pyi .ipynb .js .jsx .ts .tsx .java .kt .scala .c .h .cc .cpp .hpp .cs .go .rs .rb "
+    ".php .swift .m .r .sh .bash .zsh .ps1 .sql .lua .pl .hs .ex .exs .erl .clj .dart .vue "
+    ".svelte .css .scss .toml .yaml .yml .json .ini .cfg .xml .proto .graphql .tf .dockerfile "
+    ".mk .cmake"
+)
+
+FORMATS: tuple[Format, ...] = (
+    _format("pdf", ".pdf", load_pdf),
+    _format("docx", ".docx", load_docx),
+    _format("pptx", ".pptx", load_pptx),
+    _format("html", ".html .htm .xhtml", load_html),
+    _format("markdown", ".md .markdown .mdx", load_markdown),
+    _format("text", ".txt .text .rst .log .csv", load_text),
+    _format("code", CODE_EXTENSIONS, load_code, "Makefile Dockerfile CMakeLists.txt Justfile"),
+)
+
+_BY_EXTENSION = {ext: f for f in FORMATS for ext in f.extensions}
+_BY_NAME = {name: f for f in FORMATS for name in f.names}
+
+
+def _format_of(path: Path) -> Format | None:
+    return _BY_EXTENSION.get(path.suffix.lower()) or _BY_NAME.get(path.name)
+
+
+def file_type(path: Path) -> str | None:
+    """The document type of `path`, or None when no loader takes it."""
+    found = _format_of(path)
+    return found.type if found else None
+
+
+def supported_extensions() -> list[str]:
+    """Every file suffix a loader takes, sorted (the upload form and `/v1/config` list them)."""
+    return sorted(_BY_EXTENSION)
+
+
+def load(path: Path, data: bytes) -> LoadedDocument:
+    """Parses `data` (the bytes of `path`) by the file's type."""
+    found = _format_of(path)
+    if found is None:
+        raise LoadError(f"unsupported file type '{path.suffix or path.name}'")
+    if not data:
+        raise LoadError("empty file")
+    doc = found.loader(path, data)
+    doc.sections = [s for s in (Section(clean(s.text), s.page) for s in doc.sections) if s.text]
+    if not doc.sections:
+        hint = " (scanned pages without a text layer are not supported)" if found.type == "pdf" else ""
+        raise LoadError(f"no text could be extracted{hint}")
+    if not doc.title:
+        doc.title = path.stem
+    return doc
