@@ -8,6 +8,7 @@ from pathlib import Path
 from core.errors import LoadError
 from ingest.loaders.base import LoadedDocument, Section, short, table_text
 
+
 def _office_error(kind: str, exc: Exception) -> LoadError:
     return LoadError(f"corrupt {kind}: {short(exc)}")
 

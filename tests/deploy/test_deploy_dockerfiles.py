@@ -185,15 +185,14 @@ def test_ui_imports_nothing_the_ui_image_lacks() -> None:
 
 
 def test_ui_closure_catches_a_heavy_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The closure follows project imports, lazy ones too: ui -> ingest.embedder -> torch.
+    # The closure follows project imports, lazy ones too: ui -> ingest.embedder -> core, torch.
     (tmp_path / "ui").mkdir()
     (tmp_path / "ui" / "app.py").write_text("def f():\n    from ingest.embedder import Embedder\n")
     (tmp_path / "ingest").symlink_to(ROOT / "ingest")
-    (tmp_path / "app").symlink_to(ROOT / "app")
     (tmp_path / "core").symlink_to(ROOT / "core")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     packages, third = ui_closure()
-    assert {"ingest", "app"} <= packages
+    assert {"ingest", "core"} <= packages
     assert "torch" in third - UI_MODULES
 
 
