@@ -53,9 +53,6 @@ class TokenCounter:
             return [0]
         return [span[0] for _, span in pre.pre_tokenize_str(text)]
 
-    def token_id(self, token: str) -> int | None:
-        return self.tokenizer.token_to_id(token)
-
 
 @lru_cache(maxsize=4)
 def load_tokenizer(path: str = SHIPPED) -> TokenCounter:

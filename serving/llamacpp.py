@@ -12,7 +12,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from threading import Thread
 
 from core.errors import RagError, SettingsError
 from core.settings import SHIPPED, CPUServerSettings
-from serving.readiness import is_ready
+from serving.readiness import is_ready, wait_ready
 
 
 def shipped_gguf() -> Path:
@@ -121,14 +120,11 @@ def start(cfg: CPUServerSettings, echo: bool = False) -> RunningServer:
     log: deque[str] = deque(maxlen=200)
     Thread(target=_drain, args=(proc.stdout, log, echo), daemon=True).start()
     server = RunningServer(proc, url, Path(cmd[cmd.index("--model_alias") + 1]).name, log)
-    deadline = time.monotonic() + cfg.startup_timeout_s
-    while time.monotonic() < deadline:
-        if not server.alive():
-            tail = "".join(log).strip().splitlines()[-1:] or ["(no output)"]
-            raise RagError(f"the llama.cpp server exited with code {proc.returncode}: {tail[0][:200]}")
-        if is_ready(url.removesuffix("/v1")):
-            return server
-        time.sleep(0.2)
+    if wait_ready(url.removesuffix("/v1"), cfg.startup_timeout_s, alive=server.alive):
+        return server
+    if not server.alive():
+        tail = "".join(log).strip().splitlines()[-1:] or ["(no output)"]
+        raise RagError(f"the llama.cpp server exited with code {proc.returncode}: {tail[0][:200]}")
     server.stop()
     raise RagError(f"the llama.cpp server was not ready after {cfg.startup_timeout_s:.0f} s "
                    "(cpu_server.startup_timeout_s)")

@@ -16,8 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import LoadError, NotFoundError, RagError, SettingsError, StoreError, StoreLockedError
 from app.llm import LLMError, LLMUnavailableError, PromptTooLongError
+from core.errors import LoadError, NotFoundError, RagError, SettingsError, StoreError, StoreLockedError
 
 log = logging.getLogger("rag.api")
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-from ports import free_port
+from support.ports import free_port
 
 from app.citations import cite
-from core.errors import SettingsError
 from app.llm import LLMUnavailableError, PromptTooLongError
 from app.runtime import Runtime
 from app.service import RagService, _usage, search_query
+from core.errors import SettingsError
 from core.settings import Settings
 from retrieval.prompt import Message, build_messages
 from retrieval.service import Filters, RetrieveOptions
