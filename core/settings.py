@@ -155,7 +155,10 @@ class LLMSettings(BaseModel):
     temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature of answers.")
     timeout_s: float = Field(300.0, gt=0, description="Read timeout of one LLM request.")
     connect_timeout_s: float = Field(5.0, gt=0, description="Connect timeout to the LLM server.")
-    retries: int = Field(2, ge=0, le=10, description="Retries on connection errors (not on 4xx).")
+    retries: int = Field(2, ge=0, le=10, description=(
+        "Retries of the last replica tried, by the openai SDK with its backoff (connection "
+        "errors, timeouts, 429 and 5xx; never other 4xx); unreachable replicas before it are "
+        "each tried once."))
 
     @field_validator("url", "api_key", "model")
     @classmethod
