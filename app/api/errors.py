@@ -48,6 +48,9 @@ class ApiError(Exception):
         self.type = type_ or _TYPES.get(status, "api_error")
         self.headers = headers
 
+    def envelope(self) -> dict[str, Any]:
+        return envelope(self.status, self.message, self.param, self.code, self.type)
+
 
 def envelope(status: int, message: str, param: str | None = None, code: str | None = None,
              type_: str | None = None) -> dict[str, Any]:

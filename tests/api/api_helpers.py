@@ -1,5 +1,5 @@
-"""Helpers of the REST API tests: the session LLM's settings, the running app, and checks of
-the error envelope and the server-sent event framing."""
+"""Helpers of the REST API tests: the session LLM's settings, the running app, and the check
+of the error envelope."""
 
 from __future__ import annotations
 
@@ -52,15 +52,3 @@ def assert_envelope(response: httpx.Response, status: int, code: str | None = No
     if param is not None:
         assert err["param"] == param, err
     return err  # type: ignore[no-any-return]
-
-
-def sse_events(text: str) -> list[tuple[str, str]]:
-    """(event, data) of every server-sent event, checking the framing on the way."""
-    events = []
-    assert text.endswith("\n\n"), text[-200:]
-    for block in text.split("\n\n")[:-1]:
-        lines = block.split("\n")
-        assert len(lines) == 2, block
-        assert lines[0].startswith("event: ") and lines[1].startswith("data: "), block
-        events.append((lines[0][7:], lines[1][6:]))
-    return events
