@@ -14,6 +14,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from core.errors import SettingsError
+
 SHIPPED = "shipped"
 
 
@@ -307,7 +309,7 @@ def _yaml_path(*layers: dict[str, Any]) -> Path | None:
         if value:
             path = Path(value)
             if not path.is_file():
-                raise ValueError(f"config_file: no such file: {path}")
+                raise SettingsError("config_file", f"no such file: {path}")
             return path
     default = Path("rag.yaml")
     return default if default.is_file() else None
@@ -317,13 +319,11 @@ def load_settings(**overrides: Any) -> Settings:
     """Builds the settings once; raises `SettingsError` with the field that is wrong."""
     from pydantic import ValidationError
 
-    from core.errors import SettingsError
-
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise SettingsError(f"invalid setting {field}: {first['msg']}") from None
+        raise SettingsError(field, first["msg"]) from None
     except ValueError as exc:
-        raise SettingsError(f"invalid settings: {exc}") from None
+        raise SettingsError("settings", str(exc)) from None

