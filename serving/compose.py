@@ -115,7 +115,7 @@ def interpolate(value: str, env: Mapping[str, str]) -> str:
         have = env.get(name)
         unset = have is None or (op is not None and op.startswith(":") and have == "")
         if op in (":-", "-"):
-            return arg if unset else have  # type: ignore[return-value]
+            return arg if unset or have is None else have
         if op in (":?", "?") and unset:
             raise ValueError(f"{name}: {arg or 'required'}")
         return have or ""

@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Thread
+from typing import IO
 
 from core.errors import RagError, SettingsError
 from core.settings import SHIPPED, CPUServerSettings
@@ -99,8 +100,8 @@ class RunningServer:
                 self.process.wait()
 
 
-def _drain(stream: object, log: deque[str], echo: bool) -> None:
-    for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
+def _drain(stream: IO[bytes], log: deque[str], echo: bool) -> None:
+    for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", "replace")
         log.append(line)
         if echo:

@@ -27,7 +27,7 @@ def wait_for(url: str, timeout_s: float = 180) -> httpx.Response:
 def test_rag_run_starts_llm_api_and_ui_and_stops_them(tmp_path: Path) -> None:
     api, ui, llm = free_port(), free_port(), free_port()
     env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_API__PORT": str(api),
-           "RAG_CPU_SERVER__PORT": str(llm)}
+           "RAG_CPU_SERVER__PORT": str(llm), "PYTHONPATH": str(ROOT)}  # the UI too: this checkout
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--ui-port", str(ui)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)

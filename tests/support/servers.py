@@ -7,7 +7,8 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+
+from fastapi import FastAPI
 
 from serving.readiness import wait_ready
 
@@ -15,7 +16,7 @@ from .ports import free_port
 
 
 @contextmanager
-def serve_in_thread(app: Any, timeout_s: float = 30) -> Iterator[str]:
+def serve_in_thread(app: FastAPI, timeout_s: float = 30) -> Iterator[str]:
     """Runs `app` with uvicorn on a free loopback port on a background thread; yields its
     base URL once /healthz answers."""
     import uvicorn
@@ -35,7 +36,7 @@ def serve_in_thread(app: Any, timeout_s: float = 30) -> Iterator[str]:
         thread.join(15)
 
 
-def wait_process_ready(process: subprocess.Popen[Any], url: str, timeout_s: float,
+def wait_process_ready(process: subprocess.Popen[bytes], url: str, timeout_s: float,
                        log: Callable[[], str] = str) -> None:
     """Waits until `url` answers 200; fails with `log()` (the end of the process's output)
     when the process exits first or the time runs out (it is then stopped)."""
@@ -47,7 +48,7 @@ def wait_process_ready(process: subprocess.Popen[Any], url: str, timeout_s: floa
     raise RuntimeError(f"{url}: the server {why}\n{log()}")
 
 
-def stop_process(process: subprocess.Popen[Any], timeout_s: float = 30) -> None:
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
     """Terminates a server process, killing it when it does not end in time."""
     if process.poll() is None:
         process.terminate()

@@ -32,7 +32,9 @@ def ui_url(api_server: RunningApi, tmp_path_factory: pytest.TempPathFactory) -> 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update({"RAG_UI__API_URL": api_server.url, "RAG_UI__API_KEY": API_KEY,
-                "RAG_UI__POLL_INTERVAL_S": "0.2", "PYTHONUNBUFFERED": "1"})
+                "RAG_UI__POLL_INTERVAL_S": "0.2", "PYTHONUNBUFFERED": "1",
+                # As the UI image runs it: `ui` from this checkout, not from an install.
+                "PYTHONPATH": str(ROOT)})
     log = tmp_path_factory.mktemp("ui") / "streamlit.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
