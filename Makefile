@@ -21,9 +21,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/rag run
 
-## make test: install, lint, then the whole test suite (slow end-to-end tests included).
+## make test: install, lint and type-check every package, then the whole test suite (slow
+## end-to-end tests included).
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
 ## make test-fast: the suite without the tests marked slow.

@@ -63,7 +63,7 @@ def _with_collection(collection: str | None) -> Settings:
         try:
             store = s.store.model_validate({**s.store.model_dump(), "collection": collection})
         except ValidationError as exc:
-            raise SettingsError(f"--collection: {exc.errors()[0]['msg']}") from None
+            raise SettingsError("--collection", exc.errors()[0]["msg"]) from None
         s = s.model_copy(update={"store": store})
         _State.settings = s
     return s
@@ -154,7 +154,7 @@ def _parse_filters(items: list[str]) -> Any:
         key, sep, value = item.partition("=")
         key = key.strip().lower()
         if not sep or not value:
-            raise SettingsError(f"--filter: expected KEY=VALUE, got '{item}'")
+            raise SettingsError("--filter", f"expected KEY=VALUE, got '{item}'")
         if key in ("document", "doc", "id", "document_id"):
             ids.append(value)
         elif key in ("type", "types"):
@@ -162,7 +162,7 @@ def _parse_filters(items: list[str]) -> Any:
         elif key == "path":
             path = value
         else:
-            raise SettingsError(f"--filter: unknown key '{key}' (use document=, path=, type=)")
+            raise SettingsError("--filter", f"unknown key '{key}' (use document=, path=, type=)")
     return Filters(tuple(ids), path, tuple(types))
 
 
@@ -348,12 +348,12 @@ def _validated(section: Any, update: dict[str, Any], name: str) -> Any:
         return section.model_validate({**section.model_dump(), **update})
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise SettingsError(f"{name}.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise SettingsError(f"{name}.{'.'.join(map(str, first['loc']))}", first["msg"]) from None
 
 
 def _check_choice(option: str, value: str | None, choices: tuple[str, ...]) -> None:
     if value is not None and value not in choices:
-        raise SettingsError(f"{option}: '{value}' is not one of {', '.join(choices)}")
+        raise SettingsError(option, f"'{value}' is not one of {', '.join(choices)}")
 
 
 @app.command("api")
@@ -377,11 +377,11 @@ def api_command(
     if cfg.workers > 1:
         if not s.store.url:
             raise SettingsError(
-                f"api.workers: {cfg.workers} worker processes need a Qdrant server "
+                "api.workers", f"{cfg.workers} worker processes need a Qdrant server "
                 "(RAG_STORE__URL): the embedded store belongs to one process; use 1 worker")
         if not (s.llm.url or s.llm.urls):
             raise SettingsError(
-                f"api.workers: {cfg.workers} worker processes need an LLM server URL "
+                "api.workers", f"{cfg.workers} worker processes need an LLM server URL "
                 "(RAG_LLM__URL): start one with `rag serve cpu` (or vLLM) first")
         # Each worker builds its settings anew (the factory below): the command line's
         # overrides travel to them in the environment.

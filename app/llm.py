@@ -1,14 +1,15 @@
-"""An OpenAI-compatible chat client over plain HTTP (vLLM, llama.cpp, Ollama, TGI, SGLang...).
+"""The client of OpenAI-compatible chat servers (vLLM, llama.cpp, Ollama, TGI, SGLang...): the
+official `openai` SDK per replica, with our replica pool in front of it.
 
 One client may hold several replica URLs: requests go round robin over the replicas that are
-up; a replica that refuses a connection is set aside for a cool-down and the request moves on
-to the next, so one stopped replica costs no failed answers.
+up; a replica that cannot be reached is set aside for a cool-down and the request moves on
+to the next, so one stopped replica costs no failed answers. The last replica left is
+retried by the SDK itself (`retries`, with its backoff). What is ours: the pool, the served
+model and its window (`/v1/models`), and turning the servers' refusals into messages.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 import threading
 import time
@@ -16,7 +17,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import openai
+from openai.types import Model
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionChunk,
+    ChatCompletionMessageParam,
+    ChatCompletionSystemMessageParam,
+    ChatCompletionUserMessageParam,
+)
 
 from core.errors import RagError
 
@@ -25,19 +34,14 @@ class LLMError(RagError):
     """The LLM server answered with an error."""
 
     exit_code = 3
-    status = 502
 
 
 class LLMUnavailableError(LLMError):
     """No LLM server could be reached."""
 
-    status = 503
-
 
 class PromptTooLongError(LLMError):
     """The prompt (plus the answer reserve) does not fit the served context window."""
-
-    status = 413
 
     def __init__(self, message: str, window: int | None = None):
         super().__init__(message)
@@ -63,6 +67,7 @@ class Delta:
 @dataclass
 class _Replica:
     url: str
+    sdk: openai.OpenAI
     down_until: float = 0.0
     failures: int = 0
 
@@ -92,21 +97,22 @@ class LLMClient:
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _info: ModelInfo | None = field(init=False, default=None)
     last_url: str | None = field(init=False, default=None)  # the replica of the last answer
-    _http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.urls:
             raise RagError("llm.url: no LLM server URL")
-        self._replicas = [_Replica(u.rstrip("/")) for u in self.urls]
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        self._http = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-        )
+        self._replicas = [_Replica(u.rstrip("/"), self._sdk(u.rstrip("/"))) for u in self.urls]
+
+    def _sdk(self, url: str) -> openai.OpenAI:
+        # The SDK insists on a key; a server started without one ignores the header.
+        # max_retries=0: the pool chooses where the SDK retries (see _attempts).
+        return openai.OpenAI(
+            base_url=url, api_key=self.api_key or "unused", max_retries=0,
+            timeout=openai.Timeout(self.timeout_s, connect=self.connect_timeout_s))
 
     def close(self) -> None:
-        self._http.close()
+        for replica in self._replicas:
+            replica.sdk.close()
 
     # -- replica choice -------------------------------------------------------------------
     def _order(self) -> list[_Replica]:
@@ -131,16 +137,17 @@ class LLMClient:
                 replica.failures += 1
                 replica.down_until = time.monotonic() + self.cooldown_s * min(replica.failures, 6)
 
-    def _attempts(self) -> Iterator[_Replica]:
+    def _attempts(self) -> Iterator[tuple[_Replica, openai.OpenAI]]:
+        """Each replica once, in `_order`; the last one with the SDK's retries."""
         order = self._order()
-        for attempt in range(max(self.retries + 1, len(order))):
-            if attempt >= len(order) and attempt > 0:
-                time.sleep(min(0.25 * 2 ** (attempt - len(order)), 2.0))
-            yield order[attempt % len(order)]
+        for i, replica in enumerate(order):
+            last = i == len(order) - 1
+            yield replica, replica.sdk.with_options(max_retries=self.retries) if last else replica.sdk
 
     def _unavailable(self, last: Exception | None) -> LLMUnavailableError:
         where = ", ".join(r.url for r in self._replicas)
-        why = f" ({type(last).__name__}: {last})" if last else ""
+        cause = (last.__cause__ or last) if last else None
+        why = f" ({type(cause).__name__}: {cause})" if cause else ""
         return LLMUnavailableError(f"the LLM server is not reachable at {where}{why}; start it "
                                    "(rag serve cpu | rag serve vllm) or fix llm.url")
 
@@ -150,94 +157,93 @@ class LLMClient:
         if self._info is not None and not refresh:
             return self._info
         last: Exception | None = None
-        for replica in self._attempts():
+        for replica, sdk in self._attempts():
             try:
-                response = self._http.get(replica.url + "/models")
-            except httpx.TransportError as exc:
+                data = sdk.models.list().data
+            except openai.APIConnectionError as exc:
                 self._mark(replica, False)
                 last = exc
                 continue
+            except openai.APIStatusError as exc:
+                raise _refusal(exc) from None
             self._mark(replica, True)
-            _raise_for_status(response)
-            data = response.json().get("data") or []
-            if not data:
-                raise LLMError(f"the LLM server at {replica.url} serves no model")
-            chosen = next((m for m in data if m.get("id") == self.model), None)
-            if self.model and chosen is None:
-                names = ", ".join(str(m.get("id")) for m in data)
-                raise LLMError(f"llm.model: '{self.model}' is not served at {replica.url} "
-                               f"(it serves {names})")
-            chosen = chosen or data[0]
-            window = chosen.get("max_model_len") or chosen.get("context_length")
-            self._info = ModelInfo(str(chosen["id"]), int(window) if window else None, replica.url)
+            self._info = self._choose(replica.url, data)
             return self._info
         raise self._unavailable(last)
 
-    # -- chat -------------------------------------------------------------------------------
-    def _body(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
-              stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model_info().id,
-            "messages": messages,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "stream": stream,
-        }
-        if stream:
-            body["stream_options"] = {"include_usage": True}
-        return body
+    def _choose(self, url: str, served: list[Model]) -> ModelInfo:
+        if not served:
+            raise LLMError(f"the LLM server at {url} serves no model")
+        chosen = next((m for m in served if m.id == self.model), None)
+        if self.model and chosen is None:
+            names = ", ".join(m.id for m in served)
+            raise LLMError(f"llm.model: '{self.model}' is not served at {url} (it serves {names})")
+        chosen = chosen or served[0]
+        extra = chosen.model_extra or {}
+        window = extra.get("max_model_len") or extra.get("context_length")
+        return ModelInfo(chosen.id, int(window) if window else None, url)
 
+    # -- chat -------------------------------------------------------------------------------
     def chat_stream(self, messages: list[dict[str, str]], max_tokens: int = 1024,
                     temperature: float = 0.1) -> Iterator[Delta]:
-        """Streams the answer. Retries (next replica) only before the first byte arrives."""
-        body = self._body(messages, max_tokens, temperature, stream=True)
+        """Streams the answer. Moves to the next replica only before the answer started."""
+        model = self.model_info().id
+        chat = [_param(m) for m in messages]
         last: Exception | None = None
-        produced = False
-        for replica in self._attempts():
+        for replica, sdk in self._attempts():
             try:
-                with self._http.stream("POST", replica.url + "/chat/completions",
-                                       json=body) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        self._mark(replica, response.status_code < 500)
-                        _raise_for_status(response)
-                    self._mark(replica, True)
-                    self.last_url = replica.url
-                    for delta in _sse_deltas(response):
-                        produced = True
-                        yield delta
-                    if not produced:
-                        self._explain_empty(replica, body)
-                    return
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                stream = sdk.chat.completions.create(
+                    model=model, messages=chat, max_tokens=max_tokens, temperature=temperature,
+                    stream=True, stream_options={"include_usage": True})
+            except openai.APIConnectionError as exc:
                 self._mark(replica, False)
                 last = exc
                 continue
-            except httpx.TransportError as exc:
-                if not produced:
-                    # Nothing lost yet. llama-cpp-python resets a stream it refuses (e.g. a
-                    # prompt over its window): the same request unstreamed says why.
-                    with contextlib.suppress(httpx.TransportError):
-                        self._explain_empty(replica, body)
-                raise LLMUnavailableError(f"the LLM server at {replica.url} dropped the answer "
-                                          f"({type(exc).__name__}: {exc})") from None
+            except openai.APIStatusError as exc:
+                self._mark(replica, exc.status_code < 500)
+                raise _refusal(exc) from None
+            self._mark(replica, True)
+            self.last_url = replica.url
+            yield from self._deltas(replica, sdk, stream, model, chat)
+            return
         raise self._unavailable(last)
 
-    def _explain_empty(self, replica: _Replica, body: dict[str, Any]) -> None:
+    def _deltas(self, replica: _Replica, sdk: openai.OpenAI, stream: openai.Stream[ChatCompletionChunk],
+                model: str, chat: list[ChatCompletionMessageParam]) -> Iterator[Delta]:
+        produced = False
+        try:
+            with stream:
+                for chunk in stream:
+                    delta = _delta(chunk)
+                    if delta.text or delta.usage or delta.finish_reason:
+                        produced = True
+                        yield delta
+        except openai.APIConnectionError as exc:
+            if not produced:
+                # Nothing lost yet. llama-cpp-python resets a stream it refuses (e.g. a
+                # prompt over its window): the same request unstreamed says why.
+                self._explain_empty(replica, sdk, model, chat)
+            raise LLMUnavailableError(f"the LLM server at {replica.url} dropped the answer "
+                                      f"({type(exc.__cause__ or exc).__name__}: "
+                                      f"{exc.__cause__ or exc})") from None
+        except openai.APIError as exc:  # an error event in the stream
+            raise LLMError(f"the LLM server failed mid-answer: {exc.message}") from None
+        if not produced:
+            self._explain_empty(replica, sdk, model, chat)
+            raise LLMError(f"the LLM server at {replica.url} ended the answer without any output")
+
+    def _explain_empty(self, replica: _Replica, sdk: openai.OpenAI, model: str,
+                       chat: list[ChatCompletionMessageParam]) -> None:
         """Some servers (llama-cpp-python) answer a stream they cannot serve with an empty
-        200; the same request without streaming (one token) tells why."""
-        probe = {**body, "stream": False, "max_tokens": 1}
-        probe.pop("stream_options", None)
-        for attempt in range(2):
-            try:
-                response = self._http.post(replica.url + "/chat/completions", json=probe)
-            except httpx.TransportError:  # the failed stream may leave a dead connection
-                if attempt:
-                    raise
-                continue
-            _raise_for_status(response)
-            break
-        raise LLMError(f"the LLM server at {replica.url} ended the answer without any output")
+        200; the same request without streaming (one token) raises why. The failed stream
+        may leave a dead pooled connection: one retry."""
+        try:
+            sdk.with_options(max_retries=1).chat.completions.create(
+                model=model, messages=chat, max_tokens=1, stream=False)
+        except openai.APIStatusError as exc:
+            raise _refusal(exc) from None
+        except openai.APIConnectionError:
+            return  # the caller says the answer was dropped
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int = 1024,
              temperature: float = 0.1) -> tuple[str, dict[str, Any]]:
@@ -249,54 +255,42 @@ class LLMClient:
         return "".join(text), usage
 
 
-def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300] or response.reason_phrase
-    err = body.get("error") if isinstance(body, dict) else None
-    if isinstance(err, dict):
-        return str(err.get("message") or err)
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])
-    return str(err or body)[:300]
+def _param(message: dict[str, str]) -> ChatCompletionMessageParam:
+    role, content = message["role"], message["content"]
+    if role == "system":
+        return ChatCompletionSystemMessageParam(role="system", content=content)
+    if role == "assistant":
+        return ChatCompletionAssistantMessageParam(role="assistant", content=content)
+    return ChatCompletionUserMessageParam(role="user", content=content)
 
 
-def _raise_for_status(response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
-    message = _error_message(response)
-    where = str(response.request.url)
-    if response.status_code in (400, 413, 422) and _TOO_LONG.search(message):
+def _delta(chunk: ChatCompletionChunk) -> Delta:
+    delta = Delta(usage=chunk.usage.model_dump(exclude_none=True) if chunk.usage else None)
+    for choice in chunk.choices or []:
+        if choice.delta is not None:
+            delta.text += choice.delta.content or ""
+        delta.finish_reason = choice.finish_reason or delta.finish_reason
+    return delta
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    """The server's own words: the SDK's body is the `error` object (OpenAI servers), a
+    FastAPI `detail`, or the text of the reply."""
+    body = exc.body
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("detail") or body)[:300]
+    return str(body or exc.response.reason_phrase)[:300]
+
+
+def _refusal(exc: openai.APIStatusError) -> LLMError:
+    """The domain error for a server's HTTP refusal."""
+    status, message = exc.status_code, _message(exc)
+    if status in (400, 413, 422) and _TOO_LONG.search(message):
         found = _WINDOW.search(message)
-        raise PromptTooLongError(f"the prompt does not fit the model's context window: {message}",
-                                 int(found.group(1)) if found else None)
-    if response.status_code in (401, 403):
-        raise LLMError(f"the LLM server refused the key (llm.api_key): {message}")
-    if response.status_code >= 500:
-        raise LLMError(f"the LLM server failed ({response.status_code}) at {where}: {message}")
-    raise LLMError(f"the LLM server rejected the request ({response.status_code}): {message}")
-
-
-def _sse_deltas(response: httpx.Response) -> Iterator[Delta]:
-    """Server-sent events of an OpenAI chat completion stream → deltas."""
-    for line in response.iter_lines():
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            return
-        try:
-            event = json.loads(data)
-        except ValueError:
-            continue
-        if "error" in event:
-            err = event["error"]
-            raise LLMError(f"the LLM server failed mid-answer: "
-                           f"{err.get('message', err) if isinstance(err, dict) else err}")
-        delta = Delta(usage=event.get("usage"))
-        for choice in event.get("choices") or []:
-            delta.text += (choice.get("delta") or {}).get("content") or ""
-            delta.finish_reason = choice.get("finish_reason") or delta.finish_reason
-        if delta.text or delta.usage or delta.finish_reason:
-            yield delta
+        return PromptTooLongError(f"the prompt does not fit the model's context window: {message}",
+                                  int(found.group(1)) if found else None)
+    if status in (401, 403):
+        return LLMError(f"the LLM server refused the key (llm.api_key): {message}")
+    if status >= 500:
+        return LLMError(f"the LLM server failed ({status}) at {exc.request.url}: {message}")
+    return LLMError(f"the LLM server rejected the request ({status}): {message}")

@@ -388,9 +388,9 @@ def _keep_prefix(packing: Packing, available: int, counter: Any) -> Packing | No
 def _check_question(question: str) -> str:
     question = (question or "").strip()
     if not question:
-        raise SettingsError("question: must not be empty")
+        raise SettingsError("question", "must not be empty")
     if len(question) > MAX_QUESTION_CHARS:
-        raise SettingsError(f"question: longer than {MAX_QUESTION_CHARS:,} characters")
+        raise SettingsError("question", f"longer than {MAX_QUESTION_CHARS:,} characters")
     return question
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+# The one sys.path entry of the benchmarks: each script (run as `python bench/x.py`, bench/ first
+# on sys.path) imports this module first, and the project's packages come from this checkout.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -13,18 +13,15 @@ throughput scales on this machine (the ratio), not only absolute numbers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._common import RESULTS, environment, log, table, write_results  # noqa: E402
+from _common import RESULTS, environment, log, table, write_results
 
 QUESTIONS = [
     "How long can the lighthouse lamp run on its reserve batteries?",
@@ -104,31 +101,23 @@ def load(url: str, route: str, clients: int, seconds: float, max_requests: int,
     return run
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_api(args: argparse.Namespace, work: Path) -> tuple[str, list[Any]]:
-    """Ingests `--data` into a store under `work`, starts the LLM (unless given) and the API."""
-    import uvicorn
-
+def start_api(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -> str:
+    """Ingests `--data` into a store under `work`, starts the LLM (unless given) and the API
+    (the tests' own server helpers); `stack` stops them."""
     from app.api import create_app
     from core.settings import CPUServerSettings, load_settings
     from ingest.pipeline import ingest
     from serving import llamacpp
+    from tests.support.ports import free_port
+    from tests.support.servers import serve_in_thread
 
-    cleanup: list[Any] = []
     cpu = CPUServerSettings(port=free_port(), threads=args.llm_threads, n_ctx=8192)
     if args.llm_url:
         llm_url = args.llm_url
     else:
         log(f"starting llama.cpp ({args.llm_threads} thread(s)) ...")
         server = llamacpp.start(cpu)
-        cleanup.append(server.stop)
+        stack.callback(server.stop)
         llm_url = server.url
     settings = load_settings(
         data_dir=work, store={"url": None},
@@ -140,20 +129,9 @@ def start_api(args: argparse.Namespace, work: Path) -> tuple[str, list[Any]]:
     report = ingest(settings, [Path(args.data)])
     log(f"  {report.count('new')} documents, {report.chunks} chunks")
     app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
+    url = stack.enter_context(serve_in_thread(app))
     app.state.api.warm.wait(300)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(15)
-
-    cleanup.insert(0, stop)
-    return f"http://127.0.0.1:{port}", cleanup
+    return url
 
 
 def main() -> int:
@@ -177,19 +155,15 @@ def main() -> int:
     routes = {"healthz": "/healthz", "retrieve": "/v1/retrieve", "query": "/v1/query"}
     chosen = [routes[r.strip()] for r in args.routes.split(",") if r.strip()]
 
-    with tempfile.TemporaryDirectory(prefix="api-load-") as tmp:
-        url, cleanup = start_api(args, Path(tmp) / "data")
-        try:
-            runs: list[Run] = []
-            for route in chosen:
-                load(url, route, 1, 300.0, 1, args.budget)  # warm-up: one request
-                for clients in sorted({1, args.clients}):
-                    log(f"{route}: {clients} client(s), {args.seconds:g} s ...")
-                    runs.append(load(url, route, clients, args.seconds, args.max_requests,
-                                     args.budget))
-        finally:
-            for stop in cleanup:
-                stop()
+    with tempfile.TemporaryDirectory(prefix="api-load-") as tmp, contextlib.ExitStack() as stack:
+        url = start_api(args, Path(tmp) / "data", stack)
+        runs: list[Run] = []
+        for route in chosen:
+            load(url, route, 1, 300.0, 1, args.budget)  # warm-up: one request
+            for clients in sorted({1, args.clients}):
+                log(f"{route}: {clients} client(s), {args.seconds:g} s ...")
+                runs.append(load(url, route, clients, args.seconds, args.max_requests,
+                                 args.budget))
 
     base = {r.route: r.throughput for r in runs if r.clients == 1}
     rows = [[r.route, r.clients, r.ok, r.errors, f"{r.throughput:.1f}",

@@ -27,9 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._common import RESULTS, environment, log, table, write_results  # noqa: E402
+from _common import RESULTS, environment, log, table, write_results
 
 PASSAGES = 4
 

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _common  # noqa: F401  (puts the project root on sys.path)
 
 QUESTIONS = [
     "What is the best thing to do in San Francisco?",

@@ -8,9 +8,14 @@ class RagError(Exception):
 
 
 class SettingsError(RagError):
-    """A setting is missing or wrong; the message names the field."""
+    """A setting (or an input value: an option, a question) is missing or wrong. `field`
+    names it; the message starts with it."""
 
     exit_code = 2
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 class StoreError(RagError):

@@ -14,6 +14,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from core.errors import SettingsError
+
 SHIPPED = "shipped"
 
 
@@ -155,7 +157,10 @@ class LLMSettings(BaseModel):
     temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature of answers.")
     timeout_s: float = Field(300.0, gt=0, description="Read timeout of one LLM request.")
     connect_timeout_s: float = Field(5.0, gt=0, description="Connect timeout to the LLM server.")
-    retries: int = Field(2, ge=0, le=10, description="Retries on connection errors (not on 4xx).")
+    retries: int = Field(2, ge=0, le=10, description=(
+        "Retries of the last replica tried, by the openai SDK with its backoff (connection "
+        "errors, timeouts, 429 and 5xx; never other 4xx); unreachable replicas before it are "
+        "each tried once."))
 
     @field_validator("url", "api_key", "model")
     @classmethod
@@ -304,7 +309,7 @@ def _yaml_path(*layers: dict[str, Any]) -> Path | None:
         if value:
             path = Path(value)
             if not path.is_file():
-                raise ValueError(f"config_file: no such file: {path}")
+                raise SettingsError("config_file", f"no such file: {path}")
             return path
     default = Path("rag.yaml")
     return default if default.is_file() else None
@@ -314,13 +319,11 @@ def load_settings(**overrides: Any) -> Settings:
     """Builds the settings once; raises `SettingsError` with the field that is wrong."""
     from pydantic import ValidationError
 
-    from core.errors import SettingsError
-
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise SettingsError(f"invalid setting {field}: {first['msg']}") from None
+        raise SettingsError(field, first["msg"]) from None
     except ValueError as exc:
-        raise SettingsError(f"invalid settings: {exc}") from None
+        raise SettingsError("settings", str(exc)) from None

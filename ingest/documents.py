@@ -1,4 +1,4 @@
-"""Listing and deleting stored documents (shared by the CLI and, later, the API)."""
+"""Listing and deleting stored documents (shared by the CLI and the API)."""
 
 from __future__ import annotations
 

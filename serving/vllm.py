@@ -29,8 +29,8 @@ PRESETS: dict[str, dict[str, object]] = {
 
 def preset(name: str, **overrides: object) -> VLLMSettings:
     if name not in PRESETS:
-        raise SettingsError(f"vllm preset: '{name}' is not one of {', '.join(PRESETS)}")
-    return VLLMSettings(**{**PRESETS[name], **overrides})  # type: ignore[arg-type]
+        raise SettingsError("--preset", f"'{name}' is not one of {', '.join(PRESETS)}")
+    return VLLMSettings.model_validate({**PRESETS[name], **overrides})
 
 
 def render_command(cfg: VLLMSettings) -> list[str]:

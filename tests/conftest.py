@@ -7,24 +7,15 @@ Nothing here is mocked: stores are real embedded Qdrant Edge shards under tmp_pa
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.ports import free_port
 
-# pytest puts this directory first on sys.path (for fixtures_docs); its sub-folders ingest/,
-# retrieval/ and app/ would then shadow the real packages as namespace packages. The repo
-# root goes in front so `import ingest` is the project's package.
-ROOT = Path(__file__).resolve().parents[1]
-if sys.path[0] != str(ROOT):
-    sys.path.insert(0, str(ROOT))
-
-from ports import free_port  # noqa: E402
-
-from core.settings import Settings, load_settings  # noqa: E402
-from ingest.tokenizer import TokenCounter, load_tokenizer  # noqa: E402
+from core.settings import Settings, load_settings
+from ingest.tokenizer import TokenCounter, load_tokenizer
 
 # Small chunks, so the few sentences of a fixture document still make several chunks.
 SMALL_CHUNKS = {"size": 64, "overlap": 8}

@@ -3,20 +3,13 @@ talks to the REST API through one client per browser session, configured by ui/s
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+# `streamlit run ui/app.py` puts ui/ on sys.path, not the repository root: `ui` comes from
+# the install (`pip install -e .`, the API image) or PYTHONPATH (the UI image sets it).
+import streamlit as st
+from pydantic import ValidationError
 
-# `streamlit run ui/app.py` puts ui/ on sys.path, not the repository root; an installed
-# package needs nothing, a checkout needs the root.
-ROOT = str(Path(__file__).resolve().parents[1])
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import streamlit as st  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
-
-from ui.client import ApiClient  # noqa: E402
-from ui.settings import load_ui_settings  # noqa: E402
+from ui.client import ApiClient
+from ui.settings import load_ui_settings
 
 st.set_option("client.toolbarMode", "viewer")  # no "Deploy" button for people asking questions
 st.set_page_config(page_title="Ask your documents", page_icon=":material/menu_book:",

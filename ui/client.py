@@ -1,4 +1,4 @@
-"""A small client for the RAG REST API (httpx), SSE streaming of answers included.
+"""A small client for the RAG REST API (httpx; the streamed answer's events read by httpx-sse).
 
 Every failure becomes an `ApiError` whose `message` is fit to show a person and whose `hint`
 says what to do; the UI never shows a traceback.
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource, ServerSentEvent, SSEError
 
 from ui.settings import UISettings
 
@@ -116,10 +117,15 @@ class ApiClient:
                 if response.status_code >= 400:
                     response.read()
                     raise self._error(response)
-                for event in parse_sse(response.iter_lines()):
+                for sse in EventSource(response).iter_sse():
+                    event = _stream_event(sse)
                     if event.event == "error":  # after a 200: the envelope tells what failed
                         raise error_from_envelope(event.data, None)
                     yield event
+        except SSEError:
+            raise ApiError(f"The API at {self.base_url} answered with something other than a "
+                           "stream of events.",
+                           hint="Check that RAG_UI__API_URL points at the RAG API.") from None
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
 
@@ -192,32 +198,10 @@ def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def parse_sse(lines: Iterator[str]) -> Iterator[StreamEvent]:
-    """Server-sent events from text lines: `event:` and `data:` fields, a blank line ends one."""
-    event, data = "message", list[str]()
-    for raw in lines:
-        line = raw.rstrip("\r")
-        if not line:
-            if data:
-                yield _event(event, data)
-            event, data = "message", list[str]()
-            continue
-        if line.startswith(":"):
-            continue  # a comment (keep-alive ping)
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
-    if data:
-        yield _event(event, data)
-
-
-def _event(event: str, data: list[str]) -> StreamEvent:
-    text = "\n".join(data)
+def _stream_event(sse: ServerSentEvent) -> StreamEvent:
+    """The event's JSON data as a dict (plain text as {"text": ...})."""
     try:
-        payload = json.loads(text)
+        payload = json.loads(sse.data)
     except ValueError:
-        payload = {"text": text}
-    return StreamEvent(event, payload if isinstance(payload, dict) else {"value": payload})
+        payload = {"text": sse.data}
+    return StreamEvent(sse.event, payload if isinstance(payload, dict) else {"value": payload})

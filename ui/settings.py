@@ -40,5 +40,4 @@ class UISettings(BaseSettings):
 
 def load_ui_settings() -> UISettings:
     """Builds the settings once per browser session (see ui/app.py)."""
-    # pydantic-settings fills every field from the environment or its default.
-    return UISettings()  # type: ignore[call-arg]
+    return UISettings()

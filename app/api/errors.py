@@ -1,14 +1,14 @@
 """One error envelope for every failure: {"error": {"message", "type", "param", "code"}}.
 
-Domain errors (core/errors.py, app/llm.py) keep their message, which is written for users;
-anything unexpected becomes a 500 whose message says nothing about the inside, and its
-traceback goes to the server log only.
+Domain errors (core/errors.py, app/llm.py) carry no HTTP status: `_DOMAIN` below decides it,
+and they keep their message, which is written for users; a SettingsError's field is the
+`param`. Anything unexpected becomes a 500 whose message says nothing about the inside, and
+its traceback goes to the server log only.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -31,7 +31,20 @@ _CODES = {400: "bad_request", 401: "invalid_api_key", 403: "forbidden", 404: "no
           405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",
           422: "invalid_value", 500: "internal_error", 502: "upstream_error",
           503: "unavailable"}
-_PARAM = re.compile(r"^([A-Za-z_][\w.]*):\s")
+
+# The one map from domain errors to HTTP (status, code): the first class that matches wins,
+# so a subclass comes before its base.
+_DOMAIN: tuple[tuple[type[RagError], int, str | None], ...] = (
+    (PromptTooLongError, 413, "context_length_exceeded"),
+    (LLMUnavailableError, 503, "llm_unavailable"),
+    (LLMError, 502, "llm_error"),
+    (SettingsError, 422, None),
+    (NotFoundError, 404, None),
+    (LoadError, 422, "unreadable_file"),
+    (StoreLockedError, 503, "store_locked"),
+    (StoreError, 503, "store_unavailable"),
+    (RagError, 500, None),
+)
 
 
 class ApiError(Exception):
@@ -47,6 +60,9 @@ class ApiError(Exception):
         self.code = code or _CODES.get(status, "error")
         self.type = type_ or _TYPES.get(status, "api_error")
         self.headers = headers
+
+    def envelope(self) -> dict[str, Any]:
+        return envelope(self.status, self.message, self.param, self.code, self.type)
 
 
 def envelope(status: int, message: str, param: str | None = None, code: str | None = None,
@@ -65,27 +81,10 @@ def from_exception(exc: BaseException) -> ApiError:
     """The API error for any exception (domain errors keep their message)."""
     if isinstance(exc, ApiError):
         return exc
-    message = str(exc)
-    if isinstance(exc, PromptTooLongError):
-        return ApiError(413, message, code="context_length_exceeded",
-                        type_="invalid_request_error")
-    if isinstance(exc, LLMUnavailableError):
-        return ApiError(503, message, code="llm_unavailable")
-    if isinstance(exc, LLMError):
-        return ApiError(getattr(exc, "status", 502), message, code="llm_error")
-    if isinstance(exc, SettingsError):
-        found = _PARAM.match(message)
-        return ApiError(422, message, param=found.group(1) if found else None)
-    if isinstance(exc, NotFoundError):
-        return ApiError(404, message)
-    if isinstance(exc, LoadError):
-        return ApiError(422, message, code="unreadable_file")
-    if isinstance(exc, StoreLockedError):
-        return ApiError(503, message, code="store_locked")
-    if isinstance(exc, StoreError):
-        return ApiError(503, message, code="store_unavailable")
     if isinstance(exc, RagError):
-        return ApiError(500, message)
+        status, code = next((s, c) for kind, s, c in _DOMAIN if isinstance(exc, kind))
+        param = exc.field if isinstance(exc, SettingsError) else None
+        return ApiError(status, str(exc), param=param, code=code)
     log.error("unexpected error", exc_info=exc)
     return ApiError(500, "internal server error (the server log has the details)")
 

@@ -11,7 +11,6 @@ of the response (streaming: of the final chunk), which plain clients ignore.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,8 +21,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.api.deps import ApiState, StateDep
 from app.api.errors import ApiError, from_exception
-from app.api.routes_query import ERRORS, SSE_HEADERS, final_answer, options, threaded
+from app.api.routes_query import ERRORS, final_answer, options, threaded
 from app.api.schemas import ChatCompletion, ChatCompletionRequest, ModelList
+from app.api.sse import DONE, HEADERS, sse
 from retrieval.prompt import Message
 
 router = APIRouter(tags=["openai"])
@@ -87,17 +87,13 @@ def chat_completions(req: ChatCompletionRequest, state: StateDep) -> Response:
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     meta["model"] = state.service.served(require_server=False).model  # cached by stream()
     return StreamingResponse(_chunks(state, meta, primed, events, include_usage),
-                             media_type="text/event-stream", headers=SSE_HEADERS)
-
-
-def _data(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+                             media_type="text/event-stream", headers=HEADERS)
 
 
 async def _chunks(state: ApiState, meta: dict[str, Any], primed: list[Any],
                   events: Iterator[Any], include_usage: bool) -> AsyncIterator[str]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        return _data({**meta, "object": "chat.completion.chunk",
+        return sse({**meta, "object": "chat.completion.chunk",
                       "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                    "finish_reason": finish}], **extra})
 
@@ -120,10 +116,8 @@ async def _chunks(state: ApiState, meta: dict[str, Any], primed: list[Any],
                 yield chunk({}, data["finish_reason"] or "stop", citations=data["citations"],
                             ledger=data["ledger"])
                 if include_usage:
-                    yield _data({**meta, "object": "chat.completion.chunk", "choices": [],
-                                 "usage": _usage(data["usage"])})
-        yield "data: [DONE]\n\n"
-    except Exception as exc:
-        e = from_exception(exc)
-        yield _data({"error": {"message": e.message, "type": e.type, "param": e.param,
-                               "code": e.code}})
+                    yield sse({**meta, "object": "chat.completion.chunk", "choices": [],
+                               "usage": _usage(data["usage"])})
+        yield sse(DONE)
+    except Exception as exc:  # OpenAI's way: the error envelope as a data event
+        yield sse(from_exception(exc).envelope())

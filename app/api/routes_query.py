@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -12,7 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.api.deps import ApiState, StateDep
-from app.api.errors import ApiError, envelope, from_exception
+from app.api.errors import ApiError, from_exception
 from app.api.schemas import (
     AnswerOut,
     ErrorEnvelope,
@@ -21,12 +20,12 @@ from app.api.schemas import (
     RetrieveRequest,
     RetrieveResponse,
 )
+from app.api.sse import HEADERS, sse
 from retrieval.prompt import Message
 from retrieval.service import Filters, RetrieveOptions
 
 router = APIRouter(tags=["query"])
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _SSE_DOC = (
     "Answer a question from the documents, with citations and the context ledger.\n\n"
     "With `stream: true`: `text/event-stream` with `event: retrieval` (data: {\"ledger\": ...}), "
@@ -60,10 +59,6 @@ def options(state: ApiState, question: str, budget_tokens: int | None, layout: s
 
 def history_of(req: RetrieveRequest) -> tuple[Message, ...]:
     return tuple(Message(m.role, m.content) for m in req.history)
-
-
-def sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 _STOP = object()
@@ -131,21 +126,20 @@ def query(req: QueryRequest, state: StateDep) -> Response:
         return JSONResponse(final_answer(state, "/v1/query", events))
     first = next(events)  # the retrieval: until here a failure is a plain JSON error
     return StreamingResponse(_stream(state, first, events), media_type="text/event-stream",
-                             headers=SSE_HEADERS)
+                             headers=HEADERS)
 
 
 async def _stream(state: ApiState, first: Any, events: Iterator[Any]) -> AsyncIterator[str]:
     try:
         ledger = first.retrieval.to_dict()
         state.metrics.packed("/v1/query", ledger)
-        yield sse("retrieval", {"ledger": ledger})
+        yield sse({"ledger": ledger}, "retrieval")
         async for event in threaded(events):
             if event.kind == "delta":
-                yield sse("delta", {"text": event.text})
+                yield sse({"text": event.text}, "delta")
             elif event.kind == "done":
                 data = event.answer.to_dict()
                 state.metrics.answered(data["usage"])
-                yield sse("done", data)
+                yield sse(data, "done")
     except Exception as exc:
-        e = from_exception(exc)
-        yield sse("error", envelope(e.status, e.message, e.param, e.code, e.type))
+        yield sse(from_exception(exc).envelope(), "error")

@@ -61,7 +61,8 @@ class ServerStore:
         if self.exists():
             info = self._call(self.client.get_collection, self.collection)
             vectors = info.config.params.vectors
-            have = vectors.get(DENSE).size if isinstance(vectors, dict) and DENSE in vectors else None
+            dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
+            have = dense.size if dense is not None else None
             if have is not None and have != dim:
                 raise StoreError(
                     f"collection {self.collection} holds {have}-d vectors but the embedder makes "

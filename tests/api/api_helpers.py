@@ -1,17 +1,12 @@
-"""Helpers of the REST API tests: run an app with uvicorn on a free loopback port, and
-check the error envelope and the server-sent event framing."""
+"""Helpers of the REST API tests: the session LLM's settings, the running app, and the check
+of the error envelope."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from ports import free_port  # noqa: F401  (re-exported for the API tests)
 
 from core.settings import Settings
 
@@ -36,28 +31,6 @@ class Api:
         return httpx.Client(base_url=self.url, timeout=120, **kwargs)
 
 
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Runs `app` with uvicorn on a background thread; yields its base URL."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                          lifespan="on"))
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
 def wait_warm(app: Any, timeout_s: float = 60) -> None:
     if not app.state.api.warm.wait(timeout_s):
         raise RuntimeError("the API did not warm up")
@@ -79,15 +52,3 @@ def assert_envelope(response: httpx.Response, status: int, code: str | None = No
     if param is not None:
         assert err["param"] == param, err
     return err  # type: ignore[no-any-return]
-
-
-def sse_events(text: str) -> list[tuple[str, str]]:
-    """(event, data) of every server-sent event, checking the framing on the way."""
-    events = []
-    assert text.endswith("\n\n"), text[-200:]
-    for block in text.split("\n\n")[:-1]:
-        lines = block.split("\n")
-        assert len(lines) == 2, block
-        assert lines[0].startswith("event: ") and lines[1].startswith("data: "), block
-        events.append((lines[0][7:], lines[1][6:]))
-    return events

@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import Api, llm_overrides, serve, wait_warm
+from api_helpers import Api, llm_overrides, wait_warm
+from support.servers import serve_in_thread
 
 from app.api import create_app
 from app.runtime import Runtime, sample_dir
@@ -68,7 +69,7 @@ def sample_api(api_settings: Callable[..., Settings],
                                  "max_budget_tokens": 16384})
     service = make_service(settings)
     app = create_app(settings, service=service)
-    with serve(app) as url:
+    with serve_in_thread(app) as url:
         wait_warm(app)
         yield Api(url, settings, service, app)
 

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-from api_helpers import Api, assert_envelope, serve
+from api_helpers import Api, assert_envelope
+from support.servers import serve_in_thread
 
 from app.api import create_app
 
@@ -21,7 +22,7 @@ def locked_api(sample_api: Api) -> Iterator[Api]:
     s = sample_api.settings
     settings = s.model_copy(update={"api": s.api.model_copy(update={"keys": KEYS})})
     app = create_app(settings, service=sample_api.service)
-    with serve(app) as url:
+    with serve_in_thread(app) as url:
         yield Api(url, settings, sample_api.service, app)
 
 
@@ -86,7 +87,7 @@ def test_cors_preflight_and_headers_when_origins_are_set(sample_api: Api) -> Non
     settings = s.model_copy(update={"api": s.api.model_copy(update={
         "keys": KEYS, "cors_origins": ["http://ui.example"]})})
     app = create_app(settings, service=sample_api.service)
-    with serve(app) as url:
+    with serve_in_thread(app) as url:
         pre = httpx.options(url + "/v1/query", headers={
             "Origin": "http://ui.example", "Access-Control-Request-Method": "POST",
             "Access-Control-Request-Headers": "authorization,content-type"})

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import Api, assert_envelope, free_port, serve, wait_warm
+from api_helpers import Api, assert_envelope, wait_warm
+from support.ports import free_port
+from support.servers import serve_in_thread, stop_process, wait_process_ready
 
 from app.api import create_app
 
@@ -57,7 +58,7 @@ def llm_down_api(api_settings: Callable[..., Any],
     settings = api_settings(llm_url=f"http://127.0.0.1:{free_port()}/v1")
     service = make_service(settings)
     app = create_app(settings, service=service)
-    with serve(app) as url:
+    with serve_in_thread(app) as url:
         wait_warm(app)
         yield Api(url, settings, service, app)
 
@@ -132,20 +133,13 @@ def test_rag_api_serves_with_uvicorn(tmp_path: Path, llm_server: Any) -> None:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            time.sleep(0.1)
+        wait_process_ready(proc, url + "/healthz", 60,
+                           lambda: proc.stdout.read().decode() if proc.stdout else "")
         assert httpx.get(url + "/v1/documents", timeout=60).status_code == 401
         r = httpx.get(url + "/v1/documents", headers={"Authorization": "Bearer k1"}, timeout=60)
         assert r.status_code == 200 and r.json() == {"data": []}
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_process(proc)
     # uvicorn shuts down cleanly, then re-raises the SIGTERM it caught.
     assert proc.returncode in (0, -15)
     output = proc.stdout.read().decode() if proc.stdout else ""

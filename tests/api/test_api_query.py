@@ -8,7 +8,8 @@ import json
 
 import httpx
 import pytest
-from api_helpers import Api, assert_envelope, sse_events
+from api_helpers import Api, assert_envelope
+from support.sse import sse_events
 
 QUESTION = "How long can the lighthouse lamp run on its reserve batteries?"
 SMALL = {"budget_tokens": 1024}
@@ -77,8 +78,8 @@ def test_query_stream_is_framed_as_server_sent_events(client: httpx.Client) -> N
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         assert r.headers["cache-control"] == "no-cache"
-        text = r.read().decode()
-    events = sse_events(text)
+        r.read()
+    events = sse_events(r)
     kinds = [e for e, _ in events]
     assert kinds[0] == "retrieval" and kinds[-1] == "done", kinds
     assert set(kinds[1:-1]) == {"delta"} and len(kinds) >= 3, kinds
@@ -101,7 +102,7 @@ def test_an_error_after_the_stream_started_is_an_error_event(client: httpx.Clien
     r = client.post("/v1/query", json={"question": QUESTION, "history": HUGE_HISTORY,
                                        "stream": True, **SMALL})
     assert r.status_code == 200
-    events = sse_events(r.text)
+    events = sse_events(r)
     assert [e for e, _ in events] == ["retrieval", "error"]
     err = json.loads(events[1][1])["error"]
     assert err["code"] == "context_length_exceeded" and "8,192" in err["message"]

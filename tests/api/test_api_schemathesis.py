@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from api_helpers import Api, free_port, serve, wait_warm
+from api_helpers import Api, wait_warm
+from support.ports import free_port
+from support.servers import serve_in_thread
 
 from app.api import create_app
 
@@ -29,7 +31,7 @@ def fuzz_api(api_settings: Callable[..., Any], make_service: Callable[..., Any])
         api={"max_budget_tokens": 4096, "max_upload_mb": 0.25, "max_files_per_upload": 2})
     service = make_service(settings)
     app = create_app(settings, service=service)
-    with serve(app) as url:
+    with serve_in_thread(app) as url:
         wait_warm(app)
         yield Api(url, settings, service, app)
 

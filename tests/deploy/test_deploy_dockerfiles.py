@@ -172,7 +172,7 @@ def ui_closure() -> tuple[set[str], set[str]]:
 
 
 # Import names of the ui extra's distributions, and what streamlit itself brings.
-UI_MODULES = {"streamlit", "httpx", "pydantic", "pydantic_settings", "yaml", "pandas", "numpy",
+UI_MODULES = {"streamlit", "httpx", "httpx_sse", "pydantic", "pydantic_settings", "yaml", "pandas", "numpy",
               "altair", "pyarrow", "typing_extensions"}
 
 

@@ -26,7 +26,7 @@ from retrieval_helpers import LIBRARY_FILES, NEEDLES, filler_sentences, library_
 
 from core.settings import Settings, load_settings
 from ingest.loaders import load
-from ingest.tokenizer import TokenCounter, load_tokenizer
+from ingest.tokenizer import TokenCounter
 
 # -- corpora ----------------------------------------------------------------------------------
 
@@ -61,19 +61,6 @@ class Corpus:
         sections = load(path, path.read_bytes()).sections
         assert len(sections) == 1
         return sections[0].text
-
-
-@pytest.fixture(scope="session")
-def counter() -> TokenCounter:
-    return load_tokenizer()
-
-
-@pytest.fixture(scope="session")
-def embedder() -> Any:
-    """The shipped MiniLM embedder, loaded once (about 5 s)."""
-    from ingest.embedder import Embedder
-
-    return Embedder(load_settings().embedding)
 
 
 def _build(tmp: Path, settings: Settings, files: list[Path], embedder: Any,

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support.ports import free_port
 from ui_helpers import (
     API_KEY,
     FIXTURE_NAME,
     FIXTURE_TEXT,
     RunningApi,
-    free_port,
     ingest_via_api,
     start_api,
     stop_api,

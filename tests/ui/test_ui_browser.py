@@ -9,13 +9,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from ui_helpers import API_KEY, FIXTURE_NAME, QUESTION, ROOT, RunningApi, free_port
+from support.ports import free_port
+from support.servers import stop_process, wait_process_ready
+from ui_helpers import API_KEY, FIXTURE_NAME, QUESTION, ROOT, RunningApi
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
@@ -32,7 +32,9 @@ def ui_url(api_server: RunningApi, tmp_path_factory: pytest.TempPathFactory) -> 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update({"RAG_UI__API_URL": api_server.url, "RAG_UI__API_KEY": API_KEY,
-                "RAG_UI__POLL_INTERVAL_S": "0.2", "PYTHONUNBUFFERED": "1"})
+                "RAG_UI__POLL_INTERVAL_S": "0.2", "PYTHONUNBUFFERED": "1",
+                # As the UI image runs it: `ui` from this checkout, not from an install.
+                "PYTHONPATH": str(ROOT)})
     log = tmp_path_factory.mktemp("ui") / "streamlit.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -43,24 +45,11 @@ def ui_url(api_server: RunningApi, tmp_path_factory: pytest.TempPathFactory) -> 
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text(errors="replace")[-3000:]
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
-            time.sleep(0.3)
+        wait_process_ready(process, f"{url}/_stcore/health", 60,
+                           lambda: log.read_text(errors="replace")[-3000:])
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, timeout_s=20)
 
 
 @pytest.fixture(scope="module")

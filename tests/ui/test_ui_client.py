@@ -1,4 +1,4 @@
-"""The UI's REST client: SSE parsing and error messages (a MockTransport stands in for the
+"""The UI's REST client: reading the event stream and error messages (a MockTransport stands in for the
 server in these unit tests; tests/ui/test_ui_live.py runs the client against the real API)."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from ui.client import (
     ApiUnreachableError,
     LLMUnavailableError,
     error_from_envelope,
-    parse_sse,
 )
 from ui.settings import UISettings
 
@@ -26,18 +25,35 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_parse_sse_events_comments_and_multiline_data() -> None:
+SSE = {"content-type": "text/event-stream"}
+
+
+def _client(handler, key: str | None = "k1") -> ApiClient:
+    return ApiClient("http://api.test", key, transport=httpx.MockTransport(handler))
+
+
+def test_stream_events_comments_and_multiline_data() -> None:
     lines = [": ping", "event: retrieval", 'data: {"ledger": {"used_tokens": 3}}', "",
              "event: delta", 'data: {"text": "a"}', "", "", "data: plain", "data: two", "",
-             "event: done", 'data: {"answer": "a"}']
-    events = list(parse_sse(iter(lines)))
+             "event: done", 'data: {"answer": "a"}', "", ""]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="\n".join(lines), headers=SSE)
+
+    with _client(handler) as api:
+        events = list(api.stream_query({"question": "q"}))
     assert [(e.event, e.data) for e in events] == [
         ("retrieval", {"ledger": {"used_tokens": 3}}), ("delta", {"text": "a"}),
         ("message", {"text": "plain\ntwo"}), ("done", {"answer": "a"})]
 
 
-def _client(handler, key: str | None = "k1") -> ApiClient:
-    return ApiClient("http://api.test", key, transport=httpx.MockTransport(handler))
+def test_a_reply_that_is_not_a_stream_is_a_message() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>")
+
+    with _client(handler) as api, pytest.raises(ApiError, match="stream of events") as info:
+        list(api.stream_query({"question": "q"}))
+    assert "RAG_UI__API_URL" in info.value.hint
 
 
 def test_stream_query_sends_the_key_and_yields_events() -> None:
@@ -49,7 +65,7 @@ def test_stream_query_sends_the_key_and_yields_events() -> None:
         body = ('event: retrieval\ndata: {"ledger": {}}\n\n'
                 'event: delta\ndata: {"text": "hi"}\n\n'
                 'event: done\ndata: {"answer": "hi"}\n\n')
-        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+        return httpx.Response(200, text=body, headers=SSE)
 
     with _client(handler) as api:
         events = list(api.stream_query({"question": "q"}))
@@ -62,7 +78,7 @@ def test_error_event_raises_with_the_llm_hint() -> None:
                      "code": "llm_unavailable"}}
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, text=f"event: error\ndata: {json.dumps(err)}\n\n")
+        return httpx.Response(200, text=f"event: error\ndata: {json.dumps(err)}\n\n", headers=SSE)
 
     with _client(handler) as api, pytest.raises(LLMUnavailableError) as info:
         list(api.stream_query({"question": "q"}))

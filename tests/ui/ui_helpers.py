@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-from ports import free_port
+from support.ports import free_port
+from support.servers import stop_process, wait_process_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "ui-test-key"
@@ -29,8 +28,6 @@ Entry is free for children under twelve; adults pay four pounds.
 """
 QUESTION = "When did the Kelpie Point Harbour Museum open?"
 SMALL_BUDGET = 2048
-
-
 
 
 @dataclass
@@ -74,29 +71,12 @@ def start_api(data_dir: Path, llm_url: str, key: str | None = API_KEY,
              "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     api = RunningApi(f"http://127.0.0.1:{port}", key, data_dir, process, log)
-    path = "/readyz" if ready else "/healthz"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the API exited with {process.returncode}:\n{api.tail()}")
-        try:
-            if httpx.get(api.url + path, timeout=2).status_code == 200:
-                return api
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop_api(api)
-    raise RuntimeError(f"the API did not get ready in 180 s:\n{api.tail()}")
+    wait_process_ready(process, api.url + ("/readyz" if ready else "/healthz"), 180, api.tail)
+    return api
 
 
 def stop_api(api: RunningApi) -> None:
-    if api.process.poll() is None:
-        api.process.terminate()
-        try:
-            api.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            api.process.kill()
-            api.process.wait(timeout=10)
+    stop_process(api.process)
 
 
 def ingest_via_api(api: RunningApi, name: str, content: bytes) -> dict[str, Any]:

@@ -7,34 +7,27 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from ports import free_port
+from support.ports import free_port
+
+from serving.readiness import wait_ready
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_for(url: str, timeout_s: float = 180) -> httpx.Response:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            r = httpx.get(url, timeout=2)
-            if r.status_code == 200:
-                return r
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer 200 within {timeout_s} s")
+    assert wait_ready(url, timeout_s, path=""), f"{url} did not answer 200 within {timeout_s} s"
+    return httpx.get(url, timeout=10)
 
 
 def test_rag_run_starts_llm_api_and_ui_and_stops_them(tmp_path: Path) -> None:
     api, ui, llm = free_port(), free_port(), free_port()
     env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_API__PORT": str(api),
-           "RAG_CPU_SERVER__PORT": str(llm)}
+           "RAG_CPU_SERVER__PORT": str(llm), "PYTHONPATH": str(ROOT)}  # the UI too: this checkout
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--ui-port", str(ui)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from ports import free_port
+from support.ports import free_port
 
 from app.llm import LLMClient, LLMError, LLMUnavailableError, PromptTooLongError
 from core.settings import CPUServerSettings

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from ports import free_port
+from support.ports import free_port
 
 from app.citations import cite
 from app.llm import LLMUnavailableError, PromptTooLongError
