@@ -6,6 +6,7 @@ container, odfpy, the stdlib's email and mailbox), never from ../shared.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import mailbox
@@ -247,6 +248,17 @@ def write_eml(path: Path, pdf: bytes | None = None, extra: list[tuple[str, bytes
     attachments.append(("logo.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "image/png"))
     attachments.extend(extra or [])
     path.write_bytes(mail_message(attachments=attachments, html=html).as_bytes())
+    return path
+
+
+def write_eml_with_big_attachment(path: Path, megabytes: int = 50) -> Path:
+    """The budget e-mail plus `logbook.txt` of `megabytes` MB, base64-encoded in C (the email
+    package would take seconds): a small placeholder attachment's encoding is swapped for it."""
+    placeholder = b"PLACEHOLDER-FOR-THE-BIG-LOGBOOK"
+    message = mail_message(attachments=[("logbook.txt", placeholder, "application/octet-stream")])
+    big = base64.encodebytes(b"lighthouse log line\n" * (megabytes * 2**20 // 20))
+    raw = message.as_bytes().replace(base64.encodebytes(placeholder), big)
+    path.write_bytes(raw)
     return path
 
 

@@ -3,11 +3,15 @@ and its text body (text/plain, else its HTML through the HTML loader); its attac
 mailbox's messages are handed on as `Attachment`s, ingested as documents of their own.
 
 An attachment is neither decoded nor copied here: `Attachment.size` comes from its encoded
-length, so the pipeline refuses an oversized one before `read()` decodes it.
+length, so the pipeline refuses an oversized one before `read()` decodes it. The stdlib
+parser handles every line in Python: a 67 MB message with a 50 MB attachment took 4 s and
+eight times its size in memory. So runs of base64 over 1 MiB (attachments, by far) are cut
+out first in one regex pass (0.4 s on that message), a marker line left in their place.
 """
 
 from __future__ import annotations
 
+import base64
 import mimetypes
 import re
 from collections.abc import Callable
@@ -21,6 +25,36 @@ from ingest.loaders.base import Attachment, LoadedDocument, Section, short
 from ingest.loaders.html import load_html
 
 _HEADERS = ("From", "To", "Cc", "Date", "Subject")
+_BASE64_RUN = re.compile(rb"\n[A-Za-z0-9+/=\r\n]{1048576,}")
+_MARKER = re.compile(r"\s*RAGCUTBASE64RUN(\d+)\s*")
+
+
+class _Cutouts:
+    """The message's bytes with its long base64 runs replaced by marker lines, and the runs
+    themselves (views of the original bytes, decoded only on demand)."""
+
+    def __init__(self, data: bytes):
+        self.source = data
+        self.runs: list[tuple[int, int]] = []
+        self.data = _BASE64_RUN.sub(self._cut, data)
+
+    def _cut(self, match: re.Match[bytes]) -> bytes:
+        self.runs.append((match.start() + 1, match.end()))
+        return b"\nRAGCUTBASE64RUN%d\n" % (len(self.runs) - 1)
+
+    def run_of(self, part: EmailMessage) -> tuple[int, int] | None:
+        payload = part.get_payload()
+        found = _MARKER.fullmatch(payload) if isinstance(payload, str) else None
+        return self.runs[int(found.group(1))] if found and int(found.group(1)) < len(self.runs) else None
+
+    def size(self, run: tuple[int, int]) -> int:
+        start, end = run
+        breaks = self.source.count(b"\n", start, end) + self.source.count(b"\r", start, end)
+        padding = self.source[max(start, end - 8):end].rstrip()[-2:].count(b"=")
+        return (end - start - breaks) * 3 // 4 - padding
+
+    def decode(self, run: tuple[int, int]) -> bytes:
+        return base64.b64decode(memoryview(self.source)[run[0]:run[1]])
 
 
 def _parse(data: bytes, headers_only: bool = False) -> EmailMessage:
@@ -37,7 +71,10 @@ def _header(message: EmailMessage, name: str) -> str:
     return " ".join(str(value).split()) if value is not None else ""
 
 
-def _content(part: EmailMessage) -> str:
+def _content(part: EmailMessage, cutouts: _Cutouts) -> str:
+    run = cutouts.run_of(part)
+    if run is not None:
+        return cutouts.decode(run).decode(part.get_content_charset() or "utf-8", "replace")
     try:
         return str(part.get_content())
     except (LookupError, ValueError, AssertionError):  # unknown charset, broken encoding
@@ -45,11 +82,11 @@ def _content(part: EmailMessage) -> str:
         return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
 
 
-def _body(message: EmailMessage) -> str:
+def _body(message: EmailMessage, cutouts: _Cutouts) -> str:
     part = message.get_body(preferencelist=("plain", "html"))
     if not isinstance(part, EmailMessage):
         return ""
-    text = _content(part)
+    text = _content(part, cutouts)
     if part.get_content_subtype() == "html":
         html = load_html(Path("body.html"), text.encode())
         return html.sections[0].text if html.sections else ""
@@ -61,11 +98,12 @@ def _encoded_size(part: EmailMessage) -> int:
     if not isinstance(payload, str):
         return len(part.as_bytes())
     if part.get("Content-Transfer-Encoding", "").strip().lower() == "base64":
-        return len(payload) * 3 // 4
+        breaks = payload.count("\n") + payload.count("\r")
+        return (len(payload) - breaks) * 3 // 4 - payload.rstrip()[-2:].count("=")
     return len(payload)
 
 
-def _attachment(part: EmailMessage, number: int) -> Attachment:
+def _attachment(part: EmailMessage, number: int, cutouts: _Cutouts) -> Attachment:
     if part.get_content_type() == "message/rfc822":
         inner = part.get_payload()
         message = inner[0] if isinstance(inner, list) and inner else None
@@ -77,6 +115,9 @@ def _attachment(part: EmailMessage, number: int) -> Attachment:
     if not name:
         ext = mimetypes.guess_extension(part.get_content_type()) or ".bin"
         name = f"attachment-{number}{ext}"
+    run = cutouts.run_of(part)
+    if run is not None:
+        return Attachment(_safe_name(name), cutouts.size(run), lambda: cutouts.decode(run))
 
     def read() -> bytes:
         data = part.get_payload(decode=True)
@@ -109,13 +150,14 @@ def _unique(attachments: list[Attachment]) -> list[Attachment]:
 
 def load_eml(path: Path, data: bytes) -> LoadedDocument:
     try:
-        message = _parse(data)
+        cutouts = _Cutouts(data)
+        message = _parse(cutouts.data)
         lines = [f"{name}: {value}" for name in _HEADERS if (value := _header(message, name))]
         if not lines:
             raise LoadError("not an e-mail: no From, To, Date or Subject header")
-        attachments = _unique([_attachment(p, n) for n, p in enumerate(
+        attachments = _unique([_attachment(p, n, cutouts) for n, p in enumerate(
             (p for p in message.iter_attachments() if isinstance(p, EmailMessage)), start=1)])
-        body = _body(message)
+        body = _body(message, cutouts)
     except LoadError:
         raise
     except Exception as exc:  # the parser is lenient; what still fails is a broken structure
@@ -131,6 +173,7 @@ def load_eml(path: Path, data: bytes) -> LoadedDocument:
 # them by that same rule but only reads a file by path; the loaders get bytes.
 _FROM_LINE = re.compile(rb"^From [^\r\n]*\r?\n", re.MULTILINE)
 _ESCAPED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)  # mboxrd quoting of body lines
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
 def load_mbox(path: Path, data: bytes) -> LoadedDocument:
@@ -142,7 +185,8 @@ def load_mbox(path: Path, data: bytes) -> LoadedDocument:
         end = starts[number].start() if number < len(starts) else len(data)
         raw = _ESCAPED_FROM.sub(rb"\1", data[match.end():end])
         try:
-            head = _parse(raw, headers_only=True)
+            end_of_head = _HEADER_END.search(raw)
+            head = _parse(raw[:end_of_head.start()] if end_of_head else raw, headers_only=True)
             about = " · ".join(v for v in (_header(head, "Date"), _header(head, "From"),
                                            _header(head, "Subject")) if v)
         except Exception:  # its own document reports what is wrong with it
