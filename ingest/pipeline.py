@@ -394,8 +394,9 @@ class Ingestor:
                                                      "doc_hash": prep.version}), {"state": LIVE})
                 self.store.delete(Where(equals={"document_id": doc_id},
                                         not_equals={"doc_hash": prep.version}))
-                if not prep.parent and (prep.children or prep.result.status == "updated"):
-                    # Children of the previous version (theirs share its doc_hash).
+                if not prep.parent:
+                    # Children of any other version (theirs share its doc_hash); also those
+                    # of a killed run's. 0.07 ms on Edge when there are none.
                     self.store.delete(Where(equals={"parent": doc_id},
                                             not_equals={"doc_hash": prep.version}))
                 del open_docs[doc_id]
