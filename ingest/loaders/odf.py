@@ -2,9 +2,10 @@
 
 Not odfpy: it builds its own DOM through xml.sax (an ODT of 3,000 paragraphs and 30 tables:
 odfpy 670 ms to load it and extract the paragraphs alone, this loader 140 ms for everything),
-and all it would give here is the element tree lxml parses in C; the glue below is the handful of ODF elements that carry
-text (headings, paragraphs, lists, tables, frames, slides, notes), the same shape the
-DOCX/PPTX loaders give: headings as Markdown headings, tables as pipe rows.
+and all it would give here is the element tree lxml parses in C. The glue below is the
+handful of ODF elements that carry text (headings, paragraphs, lists, tables, frames, slides,
+notes), in the shape the DOCX/PPTX loaders give: headings as Markdown headings, tables as
+pipe rows.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from typing import Any
 
 import fixtures_docs as F
 import fixtures_formats as FF
+import pytest
 from ingest_helpers import check_store
 
 from core.settings import Settings
@@ -219,5 +220,42 @@ def test_zip_bombs_and_corrupt_packages_cost_one_line_and_nothing_stored(
         after = {d.source: d.chunks for d in list_documents(store)}
         assert after == {**before, str((docs / "ledger.rtf").resolve()): after[
             str((docs / "ledger.rtf").resolve())]}
+    finally:
+        store.close()
+
+
+class _DiesCommittingParent:
+    """The real store, except that flipping `parent_id` live raises: a run killed after its
+    children's commits and before their parent's."""
+
+    def __init__(self, store: Any, parent_id: str):
+        self.store, self.parent_id = store, parent_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def set_payload(self, where: Where, payload: dict[str, Any]) -> None:
+        if where.equals.get("document_id") == self.parent_id:
+            raise RuntimeError("killed before the parent's commit")
+        self.store.set_payload(where, payload)
+
+
+def test_a_run_killed_between_children_and_parent_is_finished_by_the_next(
+        tmp_path: Path, settings: Settings, ingest_paths: IngestFn) -> None:
+    mail = write_budget_mail(tmp_path)
+    store = open_store(settings)
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            ingest_paths([mail], store=_DiesCommittingParent(store, document_id_for(mail)))
+        assert [d.source.rsplit("/", 1)[-1] for d in list_documents(store)] == [
+            "budget.eml#estimate.pdf"]  # the parent is still staged: not live, not unchanged
+        report = ingest_paths([mail], store=store)
+        assert results(report) == {
+            "budget.eml#estimate.pdf": ("new", ""),
+            "budget.eml#logo.png": ("skipped", "unsupported file type '.png'"),
+            "budget.eml": ("new", ""),
+        }
+        check_store(store)
+        assert len(list_documents(store)) == 2 and len(children_of(store, mail)) == 1
     finally:
         store.close()
