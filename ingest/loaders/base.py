@@ -90,9 +90,10 @@ def table_text(rows: list[list[str]]) -> str:
 
 
 # Zip-based formats (DOCX, PPTX, EPUB, ODF) are refused when their central directory declares
-# more than this: a real document's XML inflates 5-20 times, images not at all, while a zip
-# bomb's stream of repeated bytes inflates 1000 times.
-MAX_UNZIPPED_BYTES = 1 << 30
+# more than this: a real document's XML inflates 5-20 times, images not at all (a file under
+# ingest.max_file_mb's 200 MB default fits with room), while a zip bomb's stream of repeated
+# bytes inflates 1000 times. python-docx/pptx hold every part in memory: this bounds that.
+MAX_UNZIPPED_BYTES = 512 << 20
 MAX_ZIP_RATIO = 100  # checked only past MIN_RATIO_BYTES: a tiny file may compress well
 MIN_RATIO_BYTES = 16 << 20
 MAX_ZIP_MEMBERS = 50_000

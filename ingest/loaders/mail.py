@@ -27,6 +27,7 @@ from ingest.loaders.html import load_html
 _HEADERS = ("From", "To", "Cc", "Date", "Subject")
 _BASE64_RUN = re.compile(rb"\n[A-Za-z0-9+/=\r\n]{1048576,}")
 _MARKER = re.compile(r"\s*RAGCUTBASE64RUN(\d+)\s*")
+_MARKER_LINE = re.compile(rb"RAGCUTBASE64RUN(\d+)\r?\n")
 
 
 class _Cutouts:
@@ -55,6 +56,21 @@ class _Cutouts:
 
     def decode(self, run: tuple[int, int]) -> bytes:
         return base64.b64decode(memoryview(self.source)[run[0]:run[1]])
+
+    def _run_bytes(self, marker: re.Match[bytes]) -> bytes:
+        start, end = self.runs[int(marker.group(1))]
+        return self.source[start:end]
+
+    def restored(self, data: bytes) -> Attachment:
+        """An attached message (bytes that may hold markers) with its runs put back when
+        it is read; its size counts them."""
+        runs = [self.runs[int(m.group(1))] for m in _MARKER_LINE.finditer(data)]
+        size = len(data) + sum(end - start for start, end in runs)
+
+        def read() -> bytes:
+            return _MARKER_LINE.sub(self._run_bytes, data)
+
+        return Attachment("", size, read)
 
 
 def _parse(data: bytes, headers_only: bool = False) -> EmailMessage:
@@ -109,8 +125,9 @@ def _attachment(part: EmailMessage, number: int, cutouts: _Cutouts) -> Attachmen
         message = inner[0] if isinstance(inner, list) and inner else None
         subject = _header(message, "Subject") if isinstance(message, EmailMessage) else ""
         raw = message.as_bytes() if isinstance(message, EmailMessage) else b""
-        return Attachment(_safe_name(subject or f"message-{number}") + ".eml", len(raw),
-                          _given(raw))
+        inner_file = cutouts.restored(raw)
+        return Attachment(_safe_name(subject or f"message-{number}") + ".eml", inner_file.size,
+                          inner_file.read)
     name = part.get_filename() or ""
     if not name:
         ext = mimetypes.guess_extension(part.get_content_type()) or ".bin"

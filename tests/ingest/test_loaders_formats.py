@@ -168,6 +168,22 @@ def test_a_50_mb_attachment_is_neither_parsed_line_by_line_nor_decoded(tmp_path:
     assert big.read()[:40] == b"lighthouse log line\n" * 2
 
 
+def test_a_forwarded_message_keeps_its_big_attachment(tmp_path: Path) -> None:
+    big = bytes(range(256)) * (6 * 2**12)  # 1.5 MB: its base64 is cut out of the outer message
+    inner = FF.mail_message(subject="Tower survey", attachments=[
+        ("survey.bin", big, "application/octet-stream")])
+    outer = FF.mail_message(subject="Fwd: Tower survey")
+    outer.add_attachment(inner)
+    path = tmp_path / "fwd.eml"
+    path.write_bytes(outer.as_bytes())
+    [forwarded] = load_file(path).attachments
+    assert forwarded.name == "Tower survey.eml" and forwarded.size > len(big)
+    inner_doc = load(Path(forwarded.name), forwarded.read())
+    assert inner_doc.title == "Tower survey"
+    [survey] = inner_doc.attachments
+    assert survey.read() == big
+
+
 def test_mbox_index_and_one_attachment_per_message(tmp_path: Path) -> None:
     messages = [FF.mail_message(subject=f"Tide table {n}", body=f"High water at {n} o'clock.")
                 for n in range(1, 4)]
