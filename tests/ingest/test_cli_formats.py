@@ -13,8 +13,6 @@ from ingest_helpers import rag
 
 from core.settings import Settings
 
-pytestmark = pytest.mark.slow  # the subprocess loads the embedding model
-
 
 def write_every_format(root: Path) -> dict[str, Path]:
     files = F.write_good_corpus(root)
@@ -28,6 +26,7 @@ def write_every_format(root: Path) -> dict[str, Path]:
     return files
 
 
+@pytest.mark.slow  # the subprocess loads the embedding model
 def test_ingest_of_every_format_prints_no_third_party_output(tmp_path: Path,
                                                              settings: Settings) -> None:
     docs = tmp_path / "docs"
@@ -43,3 +42,25 @@ def test_ingest_of_every_format_prints_no_third_party_output(tmp_path: Path,
         assert noise not in done.stdout, done.stdout
     # Every file, plus the attachment and the mailbox's message, is new.
     assert f"new {len(files) + 2}" in done.stdout, done.stdout
+
+
+def test_bad_files_of_the_new_formats_fail_in_one_line_each(tmp_path: Path,
+                                                            settings: Settings) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    bad = {
+        "bomb.docx": FF.zip_bomb("word/document.xml"),
+        "bomb.epub": FF.zip_bomb("META-INF/container.xml"),
+        "cut.odt": FF.epub_bytes()[:3000],
+        "broken.ipynb": b'{"cells": [',
+        "junk.eml": b"\x00\x01 not mail",
+        "plain.rtf": b"no rtf here",
+    }
+    for name, data in bad.items():
+        (docs / name).write_bytes(data)
+    done = rag("ingest", docs, data_dir=settings.data_dir, cwd=tmp_path, settings=settings)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert sorted(line.split(":", 1)[0] for line in lines) == sorted(
+        f"failed  {docs / name}" for name in bad), done.stderr
+    assert "Traceback" not in done.stderr and "Warning" not in done.stderr
