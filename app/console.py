@@ -44,6 +44,11 @@ class IngestProgress(PipelineProgress):
     def start(self, total_files: int) -> None:
         self.bar.update(self.task, total=total_files)
 
+    def found(self, documents: int) -> None:
+        total = self.bar.tasks[0].total
+        if total is not None:
+            self.bar.update(self.task, total=total + documents)
+
     def file_done(self, result: FileResult) -> None:
         name = result.path.rsplit("/", 1)[-1][:40]
         self.bar.update(self.task, advance=1 if result.status != "removed" else 0, last=name)

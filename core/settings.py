@@ -95,6 +95,10 @@ class IngestSettings(BaseModel):
 
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are refused by name.")
     follow_symlinks: bool = Field(False, description="Follow symbolic links while walking folders.")
+    max_attachment_mb: float = Field(
+        25.0, gt=0,
+        description="Larger e-mail attachments are skipped by name (not decoded); the message "
+        "itself is still ingested.")
 
 
 class RetrievalSettings(BaseModel):

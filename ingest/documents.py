@@ -55,6 +55,8 @@ def resolve_document(store: Store, id_or_path: str) -> DocumentInfo:
 
 
 def delete_document(store: Store, id_or_path: str) -> DocumentInfo:
+    """Deletes the document and the documents it carries (attachments, messages)."""
     doc = resolve_document(store, id_or_path)
     store.delete(Where(equals={"document_id": doc.document_id}))
+    store.delete(Where(equals={"parent": doc.document_id}))
     return doc

@@ -5,6 +5,13 @@ filter update flips them to `live` and a second removes the previous version. Po
 derive from (document, version, chunk), so a run killed at any moment leaves every
 document either at its old version or at its new one, and the next run finishes the job
 by rewriting the same ids — never a duplicate.
+
+A file may carry documents of its own (an e-mail's attachments, a mailbox's messages). Each
+becomes a child document, source `<file>#<name>`, whose payload names the file's document
+id as `parent` and whose `doc_hash` is the file's version: children are written and flipped
+live before their parent, the parent's commit removes children of its older versions, and
+deleting or pruning the parent takes its children with it. An unchanged file's children are
+left as they are; a changed file's are all re-ingested.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any, Literal
 from core.errors import LoadError, RagError
 from core.settings import Settings
 from ingest.chunker import Chunk, Chunker
-from ingest.loaders import LoadedDocument, file_type, load
+from ingest.loaders import Attachment, LoadedDocument, file_type, load
 from ingest.sparse import SparseEncoder
 from ingest.store import LIVE, STAGED, PointIn, Store, Where
 from ingest.tokenizer import TokenCounter, load_tokenizer
@@ -32,6 +39,7 @@ from ingest.tokenizer import TokenCounter, load_tokenizer
 Status = Literal["new", "updated", "unchanged", "failed", "skipped", "removed"]
 _POINT_NS = uuid.UUID("6f1c52a4-3c1e-4a8e-9a57-1d1f0f1c5e11")
 _SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox"}
+MAX_NESTING = 3  # a message attached to a message attached to... stops here
 
 
 def document_id_for(path: Path) -> str:
@@ -84,6 +92,9 @@ class _Prepared:
     version: str = ""
     file_hash: str = ""
     stat: os.stat_result | None = None
+    size: int = 0
+    parent: str = ""  # a child's: the document id of the file that carries it
+    children: list[_Prepared] = field(default_factory=list)
 
 
 class Progress:
@@ -94,6 +105,9 @@ class Progress:
     def file_done(self, result: FileResult) -> None: ...
 
     def embedded(self, chunks: int) -> None: ...
+
+    def found(self, documents: int) -> None:
+        """`documents` more to report than files given: attachments, a mailbox's messages."""
 
 
 def discover(paths: Iterable[Path], follow_symlinks: bool = False) -> Iterator[tuple[Path, bool]]:
@@ -175,18 +189,23 @@ class Ingestor:
         cache: dict[str, tuple[list[float], Any]] = {}
 
         feed = _Background(self._prepare, files, live)
-        for prep in feed:
-            result = prep.result
-            seen.add(result.document_id)
-            if prep.chunks:
-                docs[result.document_id] = prep
-                open_docs[result.document_id] = [len(prep.chunks)]
-                self.store.delete(Where(equals={"document_id": result.document_id,
-                                                "state": STAGED}))
-                pending.extend((prep, c) for c in prep.chunks)
-            else:
-                report.results.append(result)
-                progress.file_done(result)
+        for top in feed:
+            seen.add(top.result.document_id)
+            if top.children:
+                progress.found(len(top.children))
+            # Children first: their commits come before the parent's, so a run killed in
+            # between leaves the parent at its old version, and the next run redoes them all.
+            for prep in [*top.children, top]:
+                result = prep.result
+                if prep.chunks:
+                    docs[result.document_id] = prep
+                    open_docs[result.document_id] = [len(prep.chunks)]
+                    self.store.delete(Where(equals={"document_id": result.document_id,
+                                                    "state": STAGED}))
+                    pending.extend((prep, c) for c in prep.chunks)
+                else:
+                    report.results.append(result)
+                    progress.file_done(result)
             # A full batch, or whatever is pending while the parse thread has nothing ready:
             # the model never sits idle waiting for more files to be parsed.
             while len(pending) >= batch or (pending and feed.idle()):
@@ -234,6 +253,7 @@ class Ingestor:
             result.reason = f"cannot read: {exc.strerror or exc}"
             return prep
         prep.stat = stat
+        prep.size = stat.st_size
         prep.file_hash = hashlib.sha256(data).hexdigest()
         prep.version = hashlib.sha256(
             f"{prep.file_hash}|{self.signature()}".encode()).hexdigest()[:32]
@@ -243,21 +263,67 @@ class Ingestor:
             result.chunks = int(old.get("doc_chunks", 0))
             result.tokens = int(old.get("doc_tokens", 0))
             return prep
+        if self._load(prep, path, data):
+            result.status = "updated" if old is not None else "new"
+            prep.children = self._children(prep, prep, 1)
+        return prep
+
+    def _load(self, prep: _Prepared, path: Path, data: bytes) -> bool:
+        """Loads and chunks `data` into `prep`; False with the reason set when it cannot."""
         try:
             prep.doc = load(path, data)
             prep.chunks = self.chunker.split(prep.doc.sections)
         except LoadError as exc:
-            result.reason = str(exc)
-            return prep
+            prep.result.reason = str(exc)
+            return False
         except RagError:
             raise
         except Exception as exc:  # a parser bug on one odd file must not stop the batch
-            result.reason = f"cannot parse: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
-            return prep
-        result.status = "updated" if old is not None else "new"
-        result.chunks = len(prep.chunks)
-        result.tokens = sum(c.core_tokens for c in prep.chunks)
-        return prep
+            prep.result.reason = (f"cannot parse: {type(exc).__name__}: "
+                                  f"{' '.join(str(exc).split())[:120]}")
+            return False
+        prep.result.chunks = len(prep.chunks)
+        prep.result.tokens = sum(c.core_tokens for c in prep.chunks)
+        return True
+
+    def _children(self, top: _Prepared, carrier: _Prepared, depth: int) -> list[_Prepared]:
+        """The documents `carrier` holds (and theirs, flattened), each loaded and chunked,
+        or with the one-line reason it is skipped or failed."""
+        assert carrier.doc is not None
+        children: list[_Prepared] = []
+        for attachment in carrier.doc.attachments:
+            child = self._child(top, carrier, attachment, depth)
+            children.append(child)
+            if child.doc is not None and child.doc.attachments:
+                children.extend(self._children(top, child, depth + 1))
+        return children
+
+    def _child(self, top: _Prepared, carrier: _Prepared, attachment: Attachment,
+               depth: int) -> _Prepared:
+        # The source a citation shows; nothing on disk, so resolving it changes nothing.
+        path = Path(f"{carrier.path.resolve()}#{attachment.name}")
+        result = FileResult(f"{carrier.result.path}#{attachment.name}", "skipped",
+                            document_id=document_id_for(path))
+        child = _Prepared(path, result, version=top.version, stat=top.stat,
+                          parent=top.result.document_id)
+        limit = self.settings.ingest.max_attachment_mb
+        if file_type(Path(attachment.name)) is None:
+            result.reason = f"unsupported file type '{Path(attachment.name).suffix or attachment.name}'"
+        elif attachment.size > limit * 2**20:
+            result.reason = (f"attachment is {attachment.size / 2**20:.0f} MB, over the "
+                             f"ingest.max_attachment_mb limit of {limit:g}")
+        elif depth > MAX_NESTING:
+            result.reason = f"nested more than {MAX_NESTING} levels deep"
+        else:
+            data = attachment.read()
+            child.size = len(data)
+            child.file_hash = hashlib.sha256(data).hexdigest()
+            result.status = "failed"
+            if not data:
+                result.reason = "empty attachment"
+            elif self._load(child, Path(attachment.name), data):
+                result.status = "new"
+        return child
 
     def _write(self, items: list[tuple[_Prepared, Chunk]],
                cache: dict[str, tuple[list[float], Any]], progress: Progress) -> int:
@@ -309,10 +375,11 @@ class Ingestor:
             "file_hash": prep.file_hash,
             "doc_chunks": prep.result.chunks,
             "doc_tokens": prep.result.tokens,
-            "size_bytes": prep.stat.st_size,
+            "size_bytes": prep.size,
             "mtime": prep.stat.st_mtime,
             "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "state": STAGED,
+            **({"parent": prep.parent} if prep.parent else {}),
         }
 
     def _commit_finished(self, items: list[tuple[_Prepared, Chunk]],
@@ -327,6 +394,11 @@ class Ingestor:
                                                      "doc_hash": prep.version}), {"state": LIVE})
                 self.store.delete(Where(equals={"document_id": doc_id},
                                         not_equals={"doc_hash": prep.version}))
+                if not prep.parent:
+                    # Children of any other version (theirs share its doc_hash); also those
+                    # of a killed run's. 0.07 ms on Edge when there are none.
+                    self.store.delete(Where(equals={"parent": doc_id},
+                                            not_equals={"doc_hash": prep.version}))
                 del open_docs[doc_id]
                 del docs[doc_id]
                 report.results.append(prep.result)
@@ -337,11 +409,14 @@ class Ingestor:
         dirs = [str(r.resolve()) + os.sep for r in roots if r.is_dir()]
         removed = []
         for doc_id, payload in sorted(live.items()):
+            if payload.get("parent"):
+                continue  # it goes with its parent
             source = str(payload.get("source", ""))
             gone = not Path(source).exists()
             under_root_unseen = doc_id not in seen and any(source.startswith(d) for d in dirs)
             if gone or under_root_unseen:
                 self.store.delete(Where(equals={"document_id": doc_id}))
+                self.store.delete(Where(equals={"parent": doc_id}))
                 removed.append(FileResult(source, "removed", "file is gone", doc_id,
                                           int(payload.get("doc_chunks", 0)),
                                           int(payload.get("doc_tokens", 0))))

@@ -68,6 +68,10 @@ class _JobProgress(Progress):
         self.job.files_total = total_files
         self.saved(self.job)
 
+    def found(self, documents: int) -> None:
+        self.job.files_total += documents
+        self.saved(self.job)
+
     def file_done(self, result: FileResult) -> None:
         self.job.results.append(result)
         self.job.files_done += 1

@@ -1,9 +1,10 @@
 """Uploaded files: a safe base name, and a look at the bytes before anything is stored.
 
-The extension picks the loader (ingest/loaders.py); the content must agree with it: a PDF
-starts with %PDF-, DOCX and PPTX are ZIP packages holding word/ or ppt/ parts, and text
-types (text, markdown, HTML, code) must decode as text. Anything else is refused with 415
-before it reaches the uploads folder.
+The extension picks the loader (ingest/loaders/); the content must agree with it: a PDF
+starts with %PDF-, DOCX, PPTX, EPUB, ODT and ODP are ZIP packages holding their format's
+parts (word/, ppt/, META-INF/container.xml, content.xml), an RTF starts with {\rtf, an mbox
+with a "From " line, and text types (text, markdown, HTML, code, e-mail, notebooks) must
+decode as text. Anything else is refused with 415 before it reaches the uploads folder.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ _HEAD = 8192
 # Formats that start with printable bytes, so the text test alone would let them through.
 _BINARY_MAGIC = (b"%PDF-", b"PK\x03\x04", b"\x89PNG", b"GIF87a", b"GIF89a", b"\xff\xd8\xff",
                  b"\x1f\x8b", b"\x7fELF", b"Rar!", b"\xd0\xcf\x11\xe0")
-_ZIP_PART = {"docx": "word/", "pptx": "ppt/"}
+_ZIP_PART = {"docx": "word/", "pptx": "ppt/", "epub": "META-INF/container.xml",
+             "odt": "content.xml", "odp": "content.xml"}
+_TEXT_MAGIC = {"rtf": b"{\\rtf", "mbox": b"From "}
 
 
 def safe_name(raw: str | None) -> str:
@@ -70,6 +73,8 @@ def check_content(name: str, file: BinaryIO, size: int) -> str:
         ok = b"%PDF-" in head[:1024]
     elif kind in _ZIP_PART:
         ok = head.startswith(b"PK\x03\x04") and _zip_has(file, _ZIP_PART[kind])
+    elif kind in _TEXT_MAGIC:
+        ok = head.lstrip().startswith(_TEXT_MAGIC[kind]) and _looks_like_text(head)
     else:
         ok = _looks_like_text(head)
     if not ok:

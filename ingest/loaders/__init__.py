@@ -1,6 +1,6 @@
 """File → text, one loader module per format, built on well-tried parsing libraries
-(python-docx, python-pptx, BeautifulSoup, PDFium). Every failure becomes a `LoadError`
-whose message is the one-line reason shown next to the file name.
+(python-docx, python-pptx, BeautifulSoup, PDFium, lxml, striprtf, the stdlib's email). Every
+failure becomes a `LoadError` whose message is the one-line reason shown next to the file name.
 
 A format is registered once, in `FORMATS` below: its type name, the file names it takes and
 its loader. `file_type`, `load`, the API's upload check and `/v1/config` all read that table.
@@ -13,14 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import LoadError
-from ingest.loaders.base import LoadedDocument, Section, clean, decode_text
+from ingest.loaders.base import Attachment, LoadedDocument, Section, clean, decode_text
+from ingest.loaders.epub import load_epub
 from ingest.loaders.html import load_html
+from ingest.loaders.mail import load_eml, load_mbox
+from ingest.loaders.notebook import load_notebook
+from ingest.loaders.odf import load_odp, load_odt
 from ingest.loaders.office import load_docx, load_pptx
 from ingest.loaders.pdf import load_pdf
+from ingest.loaders.rtf import load_rtf
 from ingest.loaders.text import load_code, load_markdown, load_text
 
 __all__ = [
-    "FORMATS", "Format", "LoadedDocument", "Section", "decode_text", "file_type", "load",
+    "FORMATS", "Attachment", "Format", "LoadedDocument", "Section", "decode_text", "file_type", "load",
     "supported_extensions",
 ]
 
@@ -40,7 +45,7 @@ def _format(type_: str, extensions: str, loader: Loader, names: str = "") -> For
 
 
 CODE_EXTENSIONS = (
-    ".py .pyi .ipynb .js .jsx .ts .tsx .java .kt .scala .c .h .cc .cpp .hpp .cs .go .rs .rb "
+    ".py .pyi .js .jsx .ts .tsx .java .kt .scala .c .h .cc .cpp .hpp .cs .go .rs .rb "
     ".php .swift .m .r .sh .bash .zsh .ps1 .sql .lua .pl .hs .ex .exs .erl .clj .dart .vue "
     ".svelte .css .scss .toml .yaml .yml .json .ini .cfg .xml .proto .graphql .tf .dockerfile "
     ".mk .cmake"
@@ -51,6 +56,13 @@ FORMATS: tuple[Format, ...] = (
     _format("docx", ".docx", load_docx),
     _format("pptx", ".pptx", load_pptx),
     _format("html", ".html .htm .xhtml", load_html),
+    _format("epub", ".epub", load_epub),
+    _format("odt", ".odt", load_odt),
+    _format("odp", ".odp", load_odp),
+    _format("rtf", ".rtf", load_rtf),
+    _format("email", ".eml", load_eml),
+    _format("mbox", ".mbox", load_mbox),
+    _format("notebook", ".ipynb", load_notebook),
     _format("markdown", ".md .markdown .mdx", load_markdown),
     _format("text", ".txt .text .rst .log .csv", load_text),
     _format("code", CODE_EXTENSIONS, load_code, "Makefile Dockerfile CMakeLists.txt Justfile"),

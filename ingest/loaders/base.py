@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.errors import LoadError
@@ -16,12 +20,24 @@ class Section:
     page: int | None = None
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A file carried inside another (an e-mail's attachment, a mailbox's message), ingested
+    as a document of its own. `size` is known before `read()` decodes it, so an oversized one
+    is refused without being decoded."""
+
+    name: str
+    size: int
+    read: Callable[[], bytes]
+
+
 @dataclass
 class LoadedDocument:
     title: str
     type: str
     sections: list[Section] = field(default_factory=list)
     pages: int | None = None
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 _BLANKS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
@@ -71,3 +87,47 @@ def table_text(rows: list[list[str]]) -> str:
         if any(cells):
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# Zip-based formats (DOCX, PPTX, EPUB, ODF) are refused when their central directory declares
+# more than this: a real document's XML inflates 5-20 times, images not at all (a file under
+# ingest.max_file_mb's 200 MB default fits with room), while a zip bomb's stream of repeated
+# bytes inflates 1000 times. python-docx/pptx hold every part in memory: this bounds that.
+MAX_UNZIPPED_BYTES = 512 << 20
+MAX_ZIP_RATIO = 100  # checked only past MIN_RATIO_BYTES: a tiny file may compress well
+MIN_RATIO_BYTES = 16 << 20
+MAX_ZIP_MEMBERS = 50_000
+
+
+def check_zip(data: bytes, what: str) -> zipfile.ZipFile:
+    """The zip archive in `data`, refused with a LoadError when it is not one, is encrypted,
+    or declares an uncompressed size or ratio beyond the bounds above. A member whose header
+    lies about its size cannot get past them either: zipfile stops inflating at the declared
+    size and then fails the CRC check (BadZipFile, which the loaders report as corrupt)."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        raise LoadError(f"corrupt {what}: not a zip archive ({short(exc)})") from None
+    members = archive.infolist()
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise LoadError(f"refused {what}: {len(members):,} files in the archive, over "
+                        f"{MAX_ZIP_MEMBERS:,}")
+    if any(m.flag_bits & 0x1 for m in members):
+        raise LoadError(f"encrypted {what}: a password is needed to read it")
+    unzipped = sum(m.file_size for m in members)
+    packed = max(1, sum(m.compress_size for m in members))
+    if unzipped > MAX_UNZIPPED_BYTES or (
+            unzipped > MIN_RATIO_BYTES and unzipped / packed > MAX_ZIP_RATIO):
+        raise LoadError(f"refused {what}: it would unzip to {unzipped / 2**20:,.0f} MB from "
+                        f"{len(data) / 2**20:,.1f} MB (a zip bomb?)")
+    return archive
+
+
+def read_member(archive: zipfile.ZipFile, name: str, what: str) -> bytes:
+    """One member's bytes; a missing or damaged member is the document's one-line reason."""
+    try:
+        return archive.read(name)
+    except KeyError:
+        raise LoadError(f"corrupt {what}: '{name}' is missing") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError) as exc:
+        raise LoadError(f"corrupt {what}: {short(exc)}") from None

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ingest.loaders.base import LoadedDocument, Section, decode_text
 
 _DROP_TAGS = ["script", "style", "noscript", "template", "svg", "canvas", "iframe", "head"]
 _CHROME_TAGS = ["nav", "footer", "aside", "form"]
+# XHTML (an EPUB chapter, an SEC filing) opens with an XML declaration. The lenient HTML
+# parser reads it as browsers do, but BeautifulSoup warns on the declaration (a multi-line
+# XMLParsedAsHTMLWarning in the user's terminal). An HTML parser ignores the declaration
+# anyway, so it goes before parsing: no global warning filter, which would race with the
+# parse thread, and no strict XML parser, which drops the rest of a slightly broken file.
+_XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*>")
 
 
 def load_html(path: Path, data: bytes) -> LoadedDocument:
     from bs4 import BeautifulSoup
 
-    text = decode_text(data)
+    text = _XML_DECLARATION.sub("", decode_text(data), count=1)
     soup = BeautifulSoup(text, "lxml")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup(_DROP_TAGS):

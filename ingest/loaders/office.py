@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 
 from core.errors import LoadError
-from ingest.loaders.base import LoadedDocument, Section, short, table_text
+from ingest.loaders.base import LoadedDocument, Section, check_zip, short, table_text
+
 
 
 def _office_error(kind: str, exc: Exception) -> LoadError:
@@ -21,9 +23,10 @@ def load_docx(path: Path, data: bytes) -> LoadedDocument:
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
+    check_zip(data, "DOCX")
     try:
         document: DocxDocument = docx.Document(io.BytesIO(data))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError) as exc:
         raise _office_error("DOCX", exc) from None
     blocks: list[str] = []
     title = document.core_properties.title or ""
@@ -51,9 +54,10 @@ def load_pptx(path: Path, data: bytes) -> LoadedDocument:
 
     from pptx import Presentation
 
+    check_zip(data, "PPTX")
     try:
         deck = Presentation(io.BytesIO(data))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError) as exc:
         raise _office_error("PPTX", exc) from None
     sections = []
     title = deck.core_properties.title or ""

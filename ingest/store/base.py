@@ -11,7 +11,7 @@ SPARSE = "keywords"
 SearchMode = Literal["hybrid", "dense", "keyword"]
 
 # Payload fields that filters use; both stores index them.
-KEYWORD_FIELDS = ("document_id", "source", "type", "state", "doc_hash")
+KEYWORD_FIELDS = ("document_id", "source", "type", "state", "doc_hash", "parent")
 INTEGER_FIELDS = ("chunk_index",)
 
 LIVE = "live"  # chunks of a document whose ingestion finished

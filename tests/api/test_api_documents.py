@@ -104,6 +104,11 @@ def _zip(members: dict[str, bytes]) -> bytes:
     ("fake.pdf", b"just some text pretending\n", 415, "content_mismatch"),
     ("fake.docx", b"not a zip at all\n", 415, "content_mismatch"),
     ("slides.pptx", _zip({"word/document.xml": b"<w/>"}), 415, "content_mismatch"),
+    ("book.epub", _zip({"word/document.xml": b"<w/>"}), 415, "content_mismatch"),
+    ("notes.odt", b"not a zip at all\n", 415, "content_mismatch"),
+    ("letter.rtf", b"plain text, no rtf header\n", 415, "content_mismatch"),
+    ("inbox.mbox", b"Subject: no From_ line first\n\nbody\n", 415, "content_mismatch"),
+    ("mail.eml", os.urandom(4096), 415, "content_mismatch"),
     ("tool.exe", b"MZ\x90\x00" + b"\x00" * 64, 415, "unsupported_file_type"),
     ("empty.md", b"", 422, "empty_file"),
     ("..", b"text", 422, "invalid_file_name"),
@@ -170,3 +175,33 @@ def test_jobs_are_written_down_for_other_workers(sample_api: Api, client: httpx.
         seen = client.get(f"/v1/jobs/f{pid}").json()
         assert seen["status"] == status and "pid" not in seen
     assert_envelope(client.get("/v1/jobs/..%2Fsecrets"), 404)
+
+
+def test_an_uploaded_e_mail_and_its_attachment_are_two_documents(client: httpx.Client) -> None:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@x.example", "b@x.example", "Vault"
+    message.set_content("The attachment says who guards the vault.")
+    message.add_attachment(NEEDLE.encode(), maintype="text", subtype="plain",
+                           filename="guard.txt")
+    r = upload(client, ("vault-mail.eml", message.as_bytes()))
+    assert r.status_code == 202, r.text
+    job = wait_job(client, r.json()["job"])
+    assert job["status"] == "done" and job["files_total"] == job["files_done"] == 2
+    by_name = {Path(x["path"]).name: x for x in job["results"]}
+    assert set(by_name) == {"vault-mail.eml", "vault-mail.eml#guard.txt"}
+    assert all(x["status"] == "new" for x in by_name.values())
+    assert "Bartholomew" in retrieve_context(client)
+    listed = {d["source"].rsplit("/", 1)[-1] for d in client.get("/v1/documents").json()["data"]}
+    assert {"vault-mail.eml", "vault-mail.eml#guard.txt"} <= listed
+    parent = by_name["vault-mail.eml"]["document_id"]
+    assert client.delete(f"/v1/documents/{parent}").status_code == 200
+    listed = {d["source"].rsplit("/", 1)[-1] for d in client.get("/v1/documents").json()["data"]}
+    assert not listed & {"vault-mail.eml", "vault-mail.eml#guard.txt"}
+    assert "Bartholomew" not in retrieve_context(client)
+
+
+def test_config_lists_the_new_upload_types(client: httpx.Client) -> None:
+    types = client.get("/v1/config").json()["limits"]["upload_types"]
+    assert {".epub", ".odt", ".odp", ".rtf", ".eml", ".mbox", ".ipynb", ".xhtml"} <= set(types)

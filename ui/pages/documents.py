@@ -12,7 +12,8 @@ from ui.client import ApiClient, ApiError
 from ui.components import api, show_error
 from ui.documents import TABLE_COLUMNS, document_rows, ingest, job_lines
 
-DEFAULT_TYPES = "PDF, DOCX, PPTX, HTML, Markdown, text, code"
+DEFAULT_TYPES = ("PDF, DOCX, PPTX, ODT, ODP, EPUB, RTF, HTML, XHTML, e-mail (.eml, .mbox), "
+                 "Jupyter notebooks, Markdown, text, code")
 
 
 def upload(client: ApiClient, limits: dict[str, Any]) -> None:
