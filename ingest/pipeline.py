@@ -25,12 +25,14 @@ from core.errors import LoadError, RagError
 from core.settings import Settings
 from ingest.chunker import Chunk, Chunker
 from ingest.loaders import LoadedDocument, file_type, load
+from ingest.ocr import OcrReader
 from ingest.sparse import SparseEncoder
 from ingest.store import LIVE, STAGED, PointIn, Store, Where
 from ingest.tokenizer import TokenCounter, load_tokenizer
 
 Status = Literal["new", "updated", "unchanged", "failed", "skipped", "removed"]
 _POINT_NS = uuid.UUID("6f1c52a4-3c1e-4a8e-9a57-1d1f0f1c5e11")
+_SCANNED_TYPES = {"pdf", "image"}  # file types whose pages OCR may read
 _SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox"}
 
 
@@ -51,6 +53,9 @@ class FileResult:
     document_id: str = ""
     chunks: int = 0
     tokens: int = 0
+    notes: list[str] = field(default_factory=list)  # what was left out of a file that ingested
+    ocr_pages: int = 0  # pages read by the OCR engine
+    ocr_cached: int = 0  # pages whose OCR text came from the cache
 
 
 @dataclass
@@ -74,6 +79,14 @@ class IngestReport:
     def tokens(self) -> int:
         return sum(r.tokens for r in self.results if r.status in ("new", "updated"))
 
+    @property
+    def ocr_pages(self) -> int:
+        return sum(r.ocr_pages for r in self.results)
+
+    @property
+    def ocr_cached(self) -> int:
+        return sum(r.ocr_cached for r in self.results)
+
 
 @dataclass
 class _Prepared:
@@ -94,6 +107,9 @@ class Progress:
     def file_done(self, result: FileResult) -> None: ...
 
     def embedded(self, chunks: int) -> None: ...
+
+    def ocr_page(self, path: str, page: int, pages: int) -> None:
+        """OCR starts on page `page` of the `pages` of `path` to read (on the parse thread)."""
 
 
 def discover(paths: Iterable[Path], follow_symlinks: bool = False) -> Iterator[tuple[Path, bool]]:
@@ -119,6 +135,7 @@ class Ingestor:
         self.counter = counter or load_tokenizer(settings.tokenizer.path)
         self.chunker = Chunker(self.counter, settings.chunking.size, settings.chunking.overlap)
         self.sparse = SparseEncoder()
+        self.ocr = OcrReader(settings.ingest, settings.data_dir / "ocr" / "pages.sqlite")
         self._collection_ready = False
 
     @property
@@ -129,11 +146,15 @@ class Ingestor:
             self._embedder = Embedder(self.settings.embedding)
         return self._embedder
 
-    def signature(self) -> str:
-        """What besides the file's bytes decides its chunks and vectors."""
+    def signature(self, type_: str | None = None) -> str:
+        """What besides the file's bytes decides its chunks and vectors (of a file of type
+        `type_`: the OCR settings count only for the types that may hold scanned pages)."""
         s = self.settings
-        return (f"chunk={s.chunking.size}/{s.chunking.overlap};tok={self.counter.name};"
-                f"emb={s.embedding.model};long={s.embedding.long_text}")
+        sig = (f"chunk={s.chunking.size}/{s.chunking.overlap};tok={self.counter.name};"
+               f"emb={s.embedding.model};long={s.embedding.long_text}")
+        if type_ in _SCANNED_TYPES:
+            sig += f";ocr={s.ingest.ocr}/{s.ingest.ocr_engine}/{s.ingest.ocr_dpi}"
+        return sig
 
     def live_documents(self) -> dict[str, dict[str, Any]]:
         where = Where(equals={"chunk_index": 0, "state": LIVE})
@@ -174,7 +195,8 @@ class Ingestor:
         batch = self.settings.embedding.batch_size
         cache: dict[str, tuple[list[float], Any]] = {}
 
-        feed = _Background(self._prepare, files, live)
+        feed = _Background(lambda path, explicit, known: self._prepare(
+            path, explicit, known, progress), files, live)
         for prep in feed:
             result = prep.result
             seen.add(result.document_id)
@@ -204,14 +226,17 @@ class Ingestor:
                 progress.file_done(result)
         if report.embedded or report.count("removed"):
             self.store.optimize()
+        self.ocr.close()
         report.seconds = time.perf_counter() - started
         return report
 
-    def _prepare(self, path: Path, explicit: bool, live: dict[str, dict[str, Any]]) -> _Prepared:
+    def _prepare(self, path: Path, explicit: bool, live: dict[str, dict[str, Any]],
+                 progress: Progress) -> _Prepared:
         doc_id = document_id_for(path)
         result = FileResult(str(path), "failed", document_id=doc_id)
         prep = _Prepared(path, result)
-        if file_type(path) is None:
+        type_ = file_type(path)
+        if type_ is None:
             result.reason = f"unsupported file type '{path.suffix or path.name}'"
             if not explicit:
                 result.status = "skipped"
@@ -236,7 +261,7 @@ class Ingestor:
         prep.stat = stat
         prep.file_hash = hashlib.sha256(data).hexdigest()
         prep.version = hashlib.sha256(
-            f"{prep.file_hash}|{self.signature()}".encode()).hexdigest()[:32]
+            f"{prep.file_hash}|{self.signature(type_)}".encode()).hexdigest()[:32]
         old = live.get(doc_id)
         if old is not None and old.get("doc_hash") == prep.version:
             result.status = "unchanged"
@@ -245,6 +270,7 @@ class Ingestor:
             return prep
         try:
             prep.doc = load(path, data)
+            self._read_scans(prep, progress)
             prep.chunks = self.chunker.split(prep.doc.sections)
         except LoadError as exc:
             result.reason = str(exc)
@@ -258,6 +284,18 @@ class Ingestor:
         result.chunks = len(prep.chunks)
         result.tokens = sum(c.core_tokens for c in prep.chunks)
         return prep
+
+    def _read_scans(self, prep: _Prepared, progress: Progress) -> None:
+        """OCR of the document's pages that have no text layer, counted on its result."""
+        doc, result = prep.doc, prep.result
+        assert doc is not None
+        read, cached = self.ocr.pages_read, self.ocr.pages_cached
+        try:
+            self.ocr.read(doc, lambda n, total: progress.ocr_page(result.path, n, total))
+        finally:
+            result.ocr_pages = self.ocr.pages_read - read
+            result.ocr_cached = self.ocr.pages_cached - cached
+            result.notes = list(doc.notes)
 
     def _write(self, items: list[tuple[_Prepared, Chunk]],
                cache: dict[str, tuple[list[float], Any]], progress: Progress) -> int:
@@ -303,6 +341,7 @@ class Ingestor:
             "tokens": chunk.tokens,
             "core_tokens": chunk.core_tokens,
             "end_tokens": chunk.end_tokens,
+            "ocr": chunk.ocr,
             "tokenizer": self.counter.name,
             "content_hash": chunk.content_hash,
             "doc_hash": prep.version,

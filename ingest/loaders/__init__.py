@@ -1,5 +1,5 @@
 """File → text, one loader module per format, built on well-tried parsing libraries
-(python-docx, python-pptx, BeautifulSoup, PDFium). Every failure becomes a `LoadError`
+(python-docx, python-pptx, BeautifulSoup, PDFium, Pillow). Every failure becomes a `LoadError`
 whose message is the one-line reason shown next to the file name.
 
 A format is registered once, in `FORMATS` below: its type name, the file names it takes and
@@ -9,12 +9,13 @@ its loader. `file_type`, `load`, the API's upload check and `/v1/config` all rea
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.errors import LoadError
 from ingest.loaders.base import LoadedDocument, Section, clean, decode_text
 from ingest.loaders.html import load_html
+from ingest.loaders.images import IMAGE_EXTENSIONS, load_image
 from ingest.loaders.office import load_docx, load_pptx
 from ingest.loaders.pdf import load_pdf
 from ingest.loaders.text import load_code, load_markdown, load_text
@@ -50,6 +51,7 @@ FORMATS: tuple[Format, ...] = (
     _format("pdf", ".pdf", load_pdf),
     _format("docx", ".docx", load_docx),
     _format("pptx", ".pptx", load_pptx),
+    _format("image", IMAGE_EXTENSIONS, load_image),
     _format("html", ".html .htm .xhtml", load_html),
     _format("markdown", ".md .markdown .mdx", load_markdown),
     _format("text", ".txt .text .rst .log .csv", load_text),
@@ -83,9 +85,10 @@ def load(path: Path, data: bytes) -> LoadedDocument:
     if not data:
         raise LoadError("empty file")
     doc = found.loader(path, data)
-    doc.sections = [s for s in (Section(clean(s.text), s.page) for s in doc.sections) if s.text]
-    if not doc.sections:
-        hint = " (scanned pages without a text layer are not supported)" if found.type == "pdf" else ""
+    doc.sections = [s for s in (replace(s, text=clean(s.text)) for s in doc.sections) if s.text]
+    if not doc.sections and not doc.scans:
+        # Pages waiting for OCR (doc.scans) may still bring text: ingest/ocr.py decides.
+        hint = " (no text layer, and no images for OCR to read)" if found.type == "pdf" else ""
         raise LoadError(f"no text could be extracted{hint}")
     if not doc.title:
         doc.title = path.stem
