@@ -164,6 +164,7 @@ def test_ocr_off(tmp_path: Path, settings: Settings) -> None:
 def _mixed_pdf(path: Path, *parts: Path) -> Path:
     from pypdf import PdfWriter
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     writer = PdfWriter()
     for part in parts:
         writer.append(str(part))
