@@ -66,7 +66,7 @@ class IngestProgress(PipelineProgress):
     def ocr_page(self, path: str, page: int, pages: int) -> None:
         name = path.rsplit("/", 1)[-1][:40]
         self.bar.update(self.ocr_task, completed=page - 1, total=pages, visible=True,
-                        detail=f"pages OCR · page {page} of {pages} · {name}")
+                        detail=f"pages read · now page {page} of {pages} · {name}")
 
 
 def print_ingest_report(out: Console, err: Console, report: IngestReport) -> None:

@@ -58,6 +58,20 @@ def write_scanned_pdf(path: Path, pages: list[list[str]] | None = None, title: s
     return path
 
 
+def write_stamped_scan_pdf(path: Path, stamp: str) -> Path:
+    """One page: an image of text, and `stamp` (a page number, a Bates label) as real text."""
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    c = canvas.Canvas(str(path), pagesize=PAGE_SIZE)
+    c.drawImage(ImageReader(text_image(PAGES[0])), 12, 60, width=264, height=55)
+    c.setFont("Helvetica", 8)
+    c.drawString(24, 20, stamp)
+    c.showPage()
+    c.save()
+    return path
+
+
 def text_image(lines: list[str], size: tuple[int, int] = (720, 150)) -> object:
     """Black text on white, 32 px high, drawn by Pillow."""
     from PIL import Image, ImageDraw, ImageFont

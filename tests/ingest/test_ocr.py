@@ -16,6 +16,7 @@ from ocr_helpers import (
     png_header,
     write_image,
     write_scanned_pdf,
+    write_stamped_scan_pdf,
     write_text_pdf,
     write_tiff_with_damaged_frame,
 )
@@ -49,6 +50,9 @@ def test_pdf_pages_without_text_layer_are_marked_for_ocr(tmp_path: Path) -> None
     text = load_file(write_text_pdf(tmp_path / "text.pdf", PAGES))
     assert text.scans == [] and [s.page for s in text.sections] == [1, 2]
     assert not any(s.ocr for s in text.sections)
+    # A stamp over an image is not a text layer; a full page of text beside an image is.
+    assert load_file(write_stamped_scan_pdf(tmp_path / "stamp.pdf", "ACME-000123")).scans == [1]
+    assert load_file(write_stamped_scan_pdf(tmp_path / "text.pdf", "x " * 40)).scans == []
 
 
 @pytest.mark.parametrize("name,format_", [
