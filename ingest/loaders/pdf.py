@@ -77,7 +77,7 @@ def _is_scan(page: Any, text: str) -> bool:
 
     if len("".join(text.split())) >= _FEW_CHARS:
         return False
-    images = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3)
+    images = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE])
     return next(iter(images), None) is not None
 
 

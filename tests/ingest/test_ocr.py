@@ -6,6 +6,7 @@ retrieval."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from core.errors import LoadError
 from core.settings import Settings
 from ingest.loaders import file_type, load
 from ingest.ocr import OcrReader
+from ingest.pipeline import Progress, ingest
 from ingest.store import open_store
 from retrieval.service import RetrieveOptions, Retriever
 
@@ -239,3 +241,34 @@ def test_retriever_passage_carries_ocr_and_page(tmp_path: Path, settings: Settin
     by_page = {p.page: p for p in passages}
     assert by_page[2].ocr and "kettles" in by_page[2].text
     assert 1 not in by_page or not by_page[1].ocr
+
+
+class _Events(Progress):
+    """What the pipeline reported, in order, with the thread that reported it."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, int]] = []
+
+    def embedded(self, chunks: int) -> None:
+        self.events.append(("embedded", threading.current_thread().name, chunks))
+
+    def ocr_page(self, path: str, page: int, pages: int) -> None:
+        self.events.append((f"ocr {Path(path).name} {page}/{pages}",
+                            threading.current_thread().name, page))
+
+
+@pytest.mark.slow
+def test_ocr_runs_on_the_parse_thread_while_parsed_chunks_embed(
+        tmp_path: Path, settings: Settings, embedder: Any) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("The harbour master keeps a ledger of every ship in the bay.")
+    write_scanned_pdf(docs / "b.pdf")
+    events = _Events()
+    report = ingest(settings, [docs], progress=events, embedder=embedder)
+    assert [r.status for r in report.results] == ["new", "new"]
+    names = [e[0] for e in events.events]
+    assert [e[1] for e in events.events if e[0].startswith("ocr")] == ["ingest-parse"] * 2
+    assert names.index("ocr b.pdf 1/2") < names.index("ocr b.pdf 2/2")
+    # a.md's chunks were embedded while b.pdf's pages were still being read.
+    assert names.index("embedded") < names.index("ocr b.pdf 2/2")
