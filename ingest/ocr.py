@@ -182,9 +182,16 @@ class OcrReader:
     def read(self, doc: LoadedDocument, progress: PageProgress | None = None) -> None:
         """Puts the OCR text of `doc`'s scanned pages among its sections (in page order) and
         notes what was left out; a LoadError when the document ends up with no text."""
+        texts: dict[int, str] = {}
+        failed: dict[int, str] = {}
         try:
             pages = self._pages(doc)
-            texts, failed = self._read_pages(doc, pages, progress) if pages else ({}, {})
+            if pages:
+                texts, failed = self._read_pages(doc, pages, progress)
+        except LoadError as exc:  # no engine: the pages with a text layer still count
+            if not doc.sections:
+                raise
+            doc.notes.append(f"{_pages_text(pages)} without a text layer left out: {exc}")
         finally:
             doc.render = None  # holds the file's bytes
         if texts:

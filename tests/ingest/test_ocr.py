@@ -272,3 +272,27 @@ def test_ocr_runs_on_the_parse_thread_while_parsed_chunks_embed(
     assert names.index("ocr b.pdf 1/2") < names.index("ocr b.pdf 2/2")
     # a.md's chunks were embedded while b.pdf's pages were still being read.
     assert names.index("embedded") < names.index("ocr b.pdf 2/2")
+
+
+def test_a_missing_engine_keeps_the_text_pages(tmp_path: Path, settings: Settings) -> None:
+    class Missing:
+        """An engine that is not installed: what make_engine raises then."""
+
+        name = "missing"
+
+        def __init__(self) -> None:
+            raise LoadError("OCR engine 'x' is not installed")
+
+    class Reader(OcrReader):
+        @property
+        def engine(self) -> Any:
+            return Missing()
+
+    scan = write_scanned_pdf(tmp_path / "scan.pdf", PAGES[1:])
+    doc = load_file(_mixed_pdf(tmp_path / "mixed.pdf", write_text_pdf(tmp_path / "t.pdf", PAGES[:1]),
+                               scan))
+    Reader(settings.ingest, tmp_path / "cache.sqlite").read(doc)
+    assert [(s.page, s.ocr) for s in doc.sections] == [(1, False)]
+    assert doc.notes == ["page 2 without a text layer left out: OCR engine 'x' is not installed"]
+    with pytest.raises(LoadError, match="^OCR engine 'x' is not installed$"):
+        Reader(settings.ingest, tmp_path / "cache.sqlite").read(load_file(scan))
