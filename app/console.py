@@ -63,10 +63,10 @@ class IngestProgress(PipelineProgress):
         self.bar.update(self.task, chunks=done,
                         detail=self._detail(done, self.bar.tasks[0].fields["last"]))
 
-    def ocr_page(self, path: str, page: int, pages: int) -> None:
+    def ocr_page(self, path: str, done: int, pages: int) -> None:
         name = path.rsplit("/", 1)[-1][:40]
-        self.bar.update(self.ocr_task, completed=page - 1, total=pages, visible=True,
-                        detail=f"pages read · now page {page} of {pages} · {name}")
+        self.bar.update(self.ocr_task, completed=done, total=pages, visible=done < pages,
+                        detail=f"pages read · now page {done + 1} of {pages} · {name}")
 
 
 def print_ingest_report(out: Console, err: Console, report: IngestReport) -> None:

@@ -28,7 +28,7 @@ from ingest.loaders.base import LoadedDocument, Section, clean, short
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-PageProgress = Callable[[int, int], None]  # (page n, of N) before each page is read
+PageProgress = Callable[[int, int], None]  # (pages done, of N): before the first, after each
 _LISTED = 5  # failed pages named in a note; the rest are counted
 # One OpenMP thread: tesseract runs beside the embedder, and its threads spin while they
 # wait; on two busy cores a page took 60 s with two threads and 5.8 s with one.
@@ -230,19 +230,24 @@ class OcrReader:
         engine = self.engine  # not installed: a LoadError for the file, before any page
         texts: dict[int, str] = {}
         failed: dict[int, str] = {}
-        for n, page in enumerate(pages, start=1):
+        for done, page in enumerate(pages):
             if progress is not None:
-                progress(n, len(pages))
+                progress(done, len(pages))
             try:
                 text = self._read_page(engine, doc.render(page, self.settings.ocr_dpi))
             except (PageError, LoadError) as exc:
                 failed[page] = str(exc)
                 continue
-            except Exception as exc:  # a decoder's failure on one damaged page or frame
+            except OSError as exc:  # Pillow's decoder on a damaged frame
+                failed[page] = f"damaged image: {short(exc)}"
+                continue
+            except Exception as exc:  # PDFium or a decoder on one damaged page
                 failed[page] = f"{type(exc).__name__}: {short(exc)}"
                 continue
             if text:
                 texts[page] = text
+        if progress is not None:
+            progress(len(pages), len(pages))
         return texts, failed
 
     def _read_page(self, engine: OcrEngine, image: Image) -> str:

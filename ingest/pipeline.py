@@ -108,8 +108,9 @@ class Progress:
 
     def embedded(self, chunks: int) -> None: ...
 
-    def ocr_page(self, path: str, page: int, pages: int) -> None:
-        """OCR starts on page `page` of the `pages` of `path` to read (on the parse thread)."""
+    def ocr_page(self, path: str, done: int, pages: int) -> None:
+        """OCR of `path` has read `done` of its `pages` to read: called before the first
+        page and after each (on the parse thread)."""
 
 
 def discover(paths: Iterable[Path], follow_symlinks: bool = False) -> Iterator[tuple[Path, bool]]:

@@ -252,9 +252,9 @@ class _Events(Progress):
     def embedded(self, chunks: int) -> None:
         self.events.append(("embedded", threading.current_thread().name, chunks))
 
-    def ocr_page(self, path: str, page: int, pages: int) -> None:
-        self.events.append((f"ocr {Path(path).name} {page}/{pages}",
-                            threading.current_thread().name, page))
+    def ocr_page(self, path: str, done: int, pages: int) -> None:
+        self.events.append((f"ocr {Path(path).name} {done}/{pages}",
+                            threading.current_thread().name, done))
 
 
 @pytest.mark.slow
@@ -263,15 +263,19 @@ def test_ocr_runs_on_the_parse_thread_while_parsed_chunks_embed(
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("The harbour master keeps a ledger of every ship in the bay.")
-    write_scanned_pdf(docs / "b.pdf")
+    # Four different pages (a repeated one would come from the cache): seconds of OCR.
+    pages = [[f"Page {n} of the harbour ledger", f"lists {n * 7} ships and {n + 2} wrecks."]
+             for n in range(1, 5)]
+    write_scanned_pdf(docs / "b.pdf", pages)
     events = _Events()
     report = ingest(settings, [docs], progress=events, embedder=embedder)
     assert [r.status for r in report.results] == ["new", "new"]
     names = [e[0] for e in events.events]
-    assert [e[1] for e in events.events if e[0].startswith("ocr")] == ["ingest-parse"] * 2
-    assert names.index("ocr b.pdf 1/2") < names.index("ocr b.pdf 2/2")
+    ocr = [e for e in events.events if e[0].startswith("ocr")]
+    assert [e[0] for e in ocr] == [f"ocr b.pdf {n}/4" for n in range(5)]
+    assert {e[1] for e in ocr} == {"ingest-parse"}
     # a.md's chunks were embedded while b.pdf's pages were still being read.
-    assert names.index("embedded") < names.index("ocr b.pdf 2/2")
+    assert names.index("embedded") < names.index("ocr b.pdf 4/4"), names
 
 
 def test_a_missing_engine_keeps_the_text_pages(tmp_path: Path, settings: Settings) -> None:
