@@ -21,17 +21,24 @@ from ingest.pipeline import Progress as PipelineProgress
 
 
 class IngestProgress(PipelineProgress):
-    """A files bar plus a count of chunks embedded, drawn on stderr."""
+    """A files bar plus a count of chunks embedded, drawn on stderr; while a file's scanned
+    pages are read, a second bar counts its pages."""
 
     def __init__(self, console: Console, enabled: bool = True):
         self.enabled = enabled
         self.console = console
         self.bar = Progress(
-            TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("files · {task.fields[chunks]} chunks embedded · {task.fields[last]}"),
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(), console=console, transient=True, disable=not enabled,
         )
-        self.task = self.bar.add_task("ingest", total=None, chunks=0, last="")
+        self.task = self.bar.add_task("ingest", total=None, chunks=0, last="",
+                                      detail=self._detail(0, ""))
+        self.ocr_task = self.bar.add_task("ocr", total=None, visible=False, detail="")
+
+    @staticmethod
+    def _detail(chunks: int, last: str) -> str:
+        return f"files · {chunks} chunks embedded · {last}"
 
     def __enter__(self) -> IngestProgress:
         self.bar.__enter__()
@@ -51,11 +58,20 @@ class IngestProgress(PipelineProgress):
 
     def file_done(self, result: FileResult) -> None:
         name = result.path.rsplit("/", 1)[-1][:40]
-        self.bar.update(self.task, advance=1 if result.status != "removed" else 0, last=name)
+        chunks = self.bar.tasks[0].fields["chunks"]
+        self.bar.update(self.task, advance=1 if result.status != "removed" else 0, last=name,
+                        detail=self._detail(chunks, name))
+        self.bar.update(self.ocr_task, visible=False)
 
     def embedded(self, chunks: int) -> None:
         done = self.bar.tasks[0].fields["chunks"] + chunks
-        self.bar.update(self.task, chunks=done)
+        self.bar.update(self.task, chunks=done,
+                        detail=self._detail(done, self.bar.tasks[0].fields["last"]))
+
+    def ocr_page(self, path: str, done: int, pages: int) -> None:
+        name = path.rsplit("/", 1)[-1][:40]
+        self.bar.update(self.ocr_task, completed=done, total=pages, visible=done < pages,
+                        detail=f"pages read · now page {done + 1} of {pages} · {name}")
 
 
 def print_ingest_report(out: Console, err: Console, report: IngestReport) -> None:
@@ -66,6 +82,8 @@ def print_ingest_report(out: Console, err: Console, report: IngestReport) -> Non
             err.print(f"skipped {r.path}: {r.reason}", markup=False, soft_wrap=True)
         elif r.status == "removed":
             out.print(f"removed {r.path}", markup=False, soft_wrap=True)
+        for note in r.notes if r.status in ("new", "updated") else ():
+            err.print(f"note    {r.path}: {note}", markup=False, soft_wrap=True)
     counts = "  ".join(f"{s} {report.count(s)}" for s in (
         "new", "updated", "unchanged", "removed", "skipped", "failed"))
     table = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
@@ -73,6 +91,9 @@ def print_ingest_report(out: Console, err: Console, report: IngestReport) -> Non
     table.add_column()
     table.add_row("files", counts)
     table.add_row("chunks", f"{report.chunks:,} ({report.tokens:,} tokens)")
+    if report.ocr_pages or report.ocr_cached:
+        table.add_row("ocr", f"{report.ocr_pages + report.ocr_cached:,} pages "
+                      f"({report.ocr_cached:,} from the cache)")
     table.add_row("seconds", f"{report.seconds:.1f}")
     out.print(table)
     if report.embedded == 0:
@@ -90,6 +111,7 @@ def print_retrieval(out: Console, result: Any, show_text: bool) -> None:
         out.print(f"[yellow]{d['message']}[/yellow]")
     for p in d["passages"]:
         page = f", page {p['page']}" if p["page"] is not None else ""
+        page += " · OCR" if p.get("ocr") else ""
         score = f"  score {p['score']:.4f}" if p["score"] is not None else ""
         out.print(f"[bold][{p['label']}][/bold] {p['source']}{page}  "
                   f"({p['tokens']:,} tokens{score})", markup=True, highlight=False)
@@ -123,6 +145,7 @@ def print_citations(out: Console, answer: Any) -> None:
                                                "wrote no \\[n] markers)" if inferred else ""))
         for c in answer.citations:
             page = f", page {c.page}" if c.page is not None else ""
+            page += " · OCR" if c.ocr else ""
             out.print(f"  [{c.label}] {c.source}{page}", markup=False, soft_wrap=True)
     else:
         out.print("\n[dim]No sources: the answer draws on none of the passages.[/dim]")

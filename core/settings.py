@@ -99,6 +99,24 @@ class IngestSettings(BaseModel):
         25.0, gt=0,
         description="Larger e-mail attachments are skipped by name (not decoded); the message "
         "itself is still ingested.")
+    ocr: Literal["off", "auto", "always"] = Field(
+        "auto",
+        description="OCR of scanned pages and image files (PNG, JPEG, TIFF, WEBP, BMP): 'auto' reads "
+        "every image file and each PDF page without a text layer (or with only a few characters "
+        "over an image); 'always' reads every PDF page by OCR, in place of its text layer; 'off' "
+        "reads none (such files are refused by name).")
+    ocr_engine: Literal["tesseract", "rapidocr"] = Field(
+        "tesseract",
+        description="OCR engine: 'tesseract' (Debian's tesseract-ocr, English) or 'rapidocr' "
+        "(rapidocr-onnxruntime, its models inside the wheel). See bench/README.md for both.")
+    ocr_dpi: int = Field(
+        200, ge=72, le=600, description="Resolution PDF pages are drawn at for OCR.")
+    ocr_page_timeout_s: float = Field(
+        60.0, gt=0, description="Longest OCR of one page; a page over it is listed as failed and "
+        "the other pages are kept.")
+    ocr_max_pages: int = Field(
+        1000, ge=1, description="Most pages (PDF pages, TIFF frames) of one file read by OCR; the "
+        "rest are left out and the file's line in the report says so.")
 
 
 class RetrievalSettings(BaseModel):

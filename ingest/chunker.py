@@ -36,6 +36,7 @@ class Chunk:
     core_tokens: int  # tokens of the core alone
     end_tokens: int  # tokens of the core followed by PASSAGE_END
     content_hash: str  # of the core text
+    ocr: bool = False  # its section was read by OCR
 
     @property
     def core(self) -> str:
@@ -86,6 +87,7 @@ class Chunker:
                     tokens=n_overlap + n_tokens, core_tokens=n_tokens, end_tokens=0,
                     content_hash=hashlib.sha256(
                         section.text[unit_start:unit_end].encode()).hexdigest()[:32],
+                    ocr=section.ocr,
                 ))
                 tails.append(section.text[tail:unit_end] + PASSAGE_END)
                 tail_tokens.append(n_tail)

@@ -32,12 +32,14 @@ from core.errors import LoadError, RagError
 from core.settings import Settings
 from ingest.chunker import Chunk, Chunker
 from ingest.loaders import Attachment, LoadedDocument, file_type, load
+from ingest.ocr import OcrReader
 from ingest.sparse import SparseEncoder
 from ingest.store import LIVE, STAGED, PointIn, Store, Where
 from ingest.tokenizer import TokenCounter, load_tokenizer
 
 Status = Literal["new", "updated", "unchanged", "failed", "skipped", "removed"]
 _POINT_NS = uuid.UUID("6f1c52a4-3c1e-4a8e-9a57-1d1f0f1c5e11")
+_SCANNED_TYPES = {"pdf", "image"}  # file types whose pages OCR may read
 _SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox"}
 MAX_NESTING = 3  # a message attached to a message attached to... stops here
 
@@ -59,6 +61,9 @@ class FileResult:
     document_id: str = ""
     chunks: int = 0
     tokens: int = 0
+    notes: list[str] = field(default_factory=list)  # what was left out of a file that ingested
+    ocr_pages: int = 0  # pages read by the OCR engine
+    ocr_cached: int = 0  # pages whose OCR text came from the cache
 
 
 @dataclass
@@ -81,6 +86,14 @@ class IngestReport:
     @property
     def tokens(self) -> int:
         return sum(r.tokens for r in self.results if r.status in ("new", "updated"))
+
+    @property
+    def ocr_pages(self) -> int:
+        return sum(r.ocr_pages for r in self.results)
+
+    @property
+    def ocr_cached(self) -> int:
+        return sum(r.ocr_cached for r in self.results)
 
 
 @dataclass
@@ -109,6 +122,10 @@ class Progress:
     def found(self, documents: int) -> None:
         """`documents` more to report than files given: attachments, a mailbox's messages."""
 
+    def ocr_page(self, path: str, done: int, pages: int) -> None:
+        """OCR of `path` has read `done` of its `pages` to read: called before the first
+        page and after each (on the parse thread)."""
+
 
 def discover(paths: Iterable[Path], follow_symlinks: bool = False) -> Iterator[tuple[Path, bool]]:
     """(file, named explicitly) for every file under `paths`, in a stable order."""
@@ -133,6 +150,7 @@ class Ingestor:
         self.counter = counter or load_tokenizer(settings.tokenizer.path)
         self.chunker = Chunker(self.counter, settings.chunking.size, settings.chunking.overlap)
         self.sparse = SparseEncoder()
+        self.ocr = OcrReader(settings.ingest, settings.data_dir / "ocr" / "pages.sqlite")
         self._collection_ready = False
 
     @property
@@ -143,11 +161,15 @@ class Ingestor:
             self._embedder = Embedder(self.settings.embedding)
         return self._embedder
 
-    def signature(self) -> str:
-        """What besides the file's bytes decides its chunks and vectors."""
+    def signature(self, type_: str | None = None) -> str:
+        """What besides the file's bytes decides its chunks and vectors (of a file of type
+        `type_`: the OCR settings count only for the types that may hold scanned pages)."""
         s = self.settings
-        return (f"chunk={s.chunking.size}/{s.chunking.overlap};tok={self.counter.name};"
-                f"emb={s.embedding.model};long={s.embedding.long_text}")
+        sig = (f"chunk={s.chunking.size}/{s.chunking.overlap};tok={self.counter.name};"
+               f"emb={s.embedding.model};long={s.embedding.long_text}")
+        if type_ in _SCANNED_TYPES:
+            sig += f";ocr={s.ingest.ocr}/{s.ingest.ocr_engine}/{s.ingest.ocr_dpi}"
+        return sig
 
     def live_documents(self) -> dict[str, dict[str, Any]]:
         where = Where(equals={"chunk_index": 0, "state": LIVE})
@@ -188,7 +210,8 @@ class Ingestor:
         batch = self.settings.embedding.batch_size
         cache: dict[str, tuple[list[float], Any]] = {}
 
-        feed = _Background(self._prepare, files, live)
+        feed = _Background(lambda path, explicit, known: self._prepare(
+            path, explicit, known, progress), files, live)
         for top in feed:
             seen.add(top.result.document_id)
             if top.children:
@@ -223,14 +246,17 @@ class Ingestor:
                 progress.file_done(result)
         if report.embedded or report.count("removed"):
             self.store.optimize()
+        self.ocr.close()
         report.seconds = time.perf_counter() - started
         return report
 
-    def _prepare(self, path: Path, explicit: bool, live: dict[str, dict[str, Any]]) -> _Prepared:
+    def _prepare(self, path: Path, explicit: bool, live: dict[str, dict[str, Any]],
+                 progress: Progress) -> _Prepared:
         doc_id = document_id_for(path)
         result = FileResult(str(path), "failed", document_id=doc_id)
         prep = _Prepared(path, result)
-        if file_type(path) is None:
+        type_ = file_type(path)
+        if type_ is None:
             result.reason = f"unsupported file type '{path.suffix or path.name}'"
             if not explicit:
                 result.status = "skipped"
@@ -256,22 +282,23 @@ class Ingestor:
         prep.size = stat.st_size
         prep.file_hash = hashlib.sha256(data).hexdigest()
         prep.version = hashlib.sha256(
-            f"{prep.file_hash}|{self.signature()}".encode()).hexdigest()[:32]
+            f"{prep.file_hash}|{self.signature(type_)}".encode()).hexdigest()[:32]
         old = live.get(doc_id)
         if old is not None and old.get("doc_hash") == prep.version:
             result.status = "unchanged"
             result.chunks = int(old.get("doc_chunks", 0))
             result.tokens = int(old.get("doc_tokens", 0))
             return prep
-        if self._load(prep, path, data):
+        if self._load(prep, path, data, progress):
             result.status = "updated" if old is not None else "new"
-            prep.children = self._children(prep, prep, 1)
+            prep.children = self._children(prep, prep, 1, progress)
         return prep
 
-    def _load(self, prep: _Prepared, path: Path, data: bytes) -> bool:
+    def _load(self, prep: _Prepared, path: Path, data: bytes, progress: Progress) -> bool:
         """Loads and chunks `data` into `prep`; False with the reason set when it cannot."""
         try:
             prep.doc = load(path, data)
+            self._read_scans(prep, progress)
             prep.chunks = self.chunker.split(prep.doc.sections)
         except LoadError as exc:
             prep.result.reason = str(exc)
@@ -286,20 +313,21 @@ class Ingestor:
         prep.result.tokens = sum(c.core_tokens for c in prep.chunks)
         return True
 
-    def _children(self, top: _Prepared, carrier: _Prepared, depth: int) -> list[_Prepared]:
+    def _children(self, top: _Prepared, carrier: _Prepared, depth: int,
+                  progress: Progress) -> list[_Prepared]:
         """The documents `carrier` holds (and theirs, flattened), each loaded and chunked,
         or with the one-line reason it is skipped or failed."""
         assert carrier.doc is not None
         children: list[_Prepared] = []
         for attachment in carrier.doc.attachments:
-            child = self._child(top, carrier, attachment, depth)
+            child = self._child(top, carrier, attachment, depth, progress)
             children.append(child)
             if child.doc is not None and child.doc.attachments:
-                children.extend(self._children(top, child, depth + 1))
+                children.extend(self._children(top, child, depth + 1, progress))
         return children
 
     def _child(self, top: _Prepared, carrier: _Prepared, attachment: Attachment,
-               depth: int) -> _Prepared:
+               depth: int, progress: Progress) -> _Prepared:
         # The source a citation shows; nothing on disk, so resolving it changes nothing.
         path = Path(f"{carrier.path.resolve()}#{attachment.name}")
         result = FileResult(f"{carrier.result.path}#{attachment.name}", "skipped",
@@ -321,9 +349,21 @@ class Ingestor:
             result.status = "failed"
             if not data:
                 result.reason = "empty attachment"
-            elif self._load(child, Path(attachment.name), data):
+            elif self._load(child, Path(attachment.name), data, progress):
                 result.status = "new"
         return child
+
+    def _read_scans(self, prep: _Prepared, progress: Progress) -> None:
+        """OCR of the document's pages that have no text layer, counted on its result."""
+        doc, result = prep.doc, prep.result
+        assert doc is not None
+        read, cached = self.ocr.pages_read, self.ocr.pages_cached
+        try:
+            self.ocr.read(doc, lambda n, total: progress.ocr_page(result.path, n, total))
+        finally:
+            result.ocr_pages = self.ocr.pages_read - read
+            result.ocr_cached = self.ocr.pages_cached - cached
+            result.notes = list(doc.notes)
 
     def _write(self, items: list[tuple[_Prepared, Chunk]],
                cache: dict[str, tuple[list[float], Any]], progress: Progress) -> int:
@@ -369,6 +409,7 @@ class Ingestor:
             "tokens": chunk.tokens,
             "core_tokens": chunk.core_tokens,
             "end_tokens": chunk.end_tokens,
+            "ocr": chunk.ocr,
             "tokenizer": self.counter.name,
             "content_hash": chunk.content_hash,
             "doc_hash": prep.version,

@@ -36,6 +36,7 @@ class ChunkRef:
     content_hash: str
     tokenizer: str = ""
     doc_hash: str = ""
+    ocr: bool = False  # its page was read by OCR
 
     @classmethod
     def from_payload(cls, point_id: str, p: dict[str, Any]) -> ChunkRef:
@@ -47,6 +48,7 @@ class ChunkRef:
             core=text[int(p.get("core_offset", 0)):], core_tokens=int(p.get("core_tokens", 0)),
             end_tokens=int(p.get("end_tokens", 0)), content_hash=p.get("content_hash", ""),
             tokenizer=p.get("tokenizer", ""), doc_hash=p.get("doc_hash", ""),
+            ocr=bool(p.get("ocr", False)),
         )
 
 
@@ -76,12 +78,13 @@ class Passage:
     score: float | None  # best hit score inside it (None in whole-document mode)
     rank: int | None  # best hit rank inside it (0 = best)
     header: str = ""
+    ocr: bool = False  # its page (a passage never spans two) was read by OCR
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "label": self.label, "document_id": self.document_id, "source": self.source,
             "title": self.title, "page": self.page, "chunks": [self.first, self.last],
-            "text": self.text, "tokens": self.tokens, "score": self.score,
+            "text": self.text, "tokens": self.tokens, "score": self.score, "ocr": self.ocr,
         }
 
 
@@ -312,7 +315,7 @@ class Packer:
                     text="".join(m.core for m in members),
                     tokens=header_tokens(first) + sum(core_tokens(m) for m in members[:-1])
                     + end_tokens(members[-1]),
-                    score=top[1], rank=top[0],
+                    score=top[1], rank=top[0], ocr=first.ocr,
                 ))
         ordered = self._order(passages)
         return self._finish(ordered, left_out, budget, "retrieve", bool(counts))
@@ -366,7 +369,7 @@ class Packer:
                     label=0, document_id=first.document_id, source=first.source,
                     title=first.title, page=first.page, section=section, first=first.index,
                     last=last.index, text="".join(m.core for m in members), tokens=tokens,
-                    score=None, rank=None))
+                    score=None, rank=None, ocr=first.ocr))
                 cost += tokens
             if doc and used + cost <= budget:
                 passages.extend(blocks)

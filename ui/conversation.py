@@ -115,10 +115,13 @@ def apply_answer(turn: Turn, data: dict[str, Any]) -> None:
 
 
 def citation_title(c: dict[str, Any]) -> str:
-    """`[2] report.pdf, p. 3` (and `· inferred` when the app, not the model, chose it)."""
+    """`[2] report.pdf, p. 3`, then `· OCR` when that page was read by OCR and `· inferred` when
+    the app, not the model, chose it."""
     text = f"[{c.get('label')}] {file_name(c.get('source') or c.get('title'))}"
     if c.get("page") is not None:
         text += f", p. {c['page']}"
+    if c.get("ocr"):
+        text += " · OCR"
     if c.get("inferred"):
         text += " · inferred"
     return text

@@ -52,7 +52,7 @@ class Job:
             "id": self.id, "status": self.status, "files_total": self.files_total,
             "files_done": self.files_done, "chunks_embedded": self.chunks_embedded,
             "results": [{"path": r.path, "status": r.status, "reason": r.reason,
-                         "document_id": r.document_id, "chunks": r.chunks}
+                         "document_id": r.document_id, "chunks": r.chunks, "notes": r.notes}
                         for r in list(self.results)],
             "error": self.error, "created_at": self.created_at, "finished_at": self.finished_at,
         }

@@ -108,6 +108,7 @@ class _Labelled(_Open):
     title: str | None = None
     page: int | None = None
     text: str
+    ocr: bool = Field(False, description="The passage's page was read by OCR (a scan or an image).")
 
 
 class PassageOut(_Labelled):
@@ -193,6 +194,8 @@ class FileResultOut(BaseModel):
     reason: str
     document_id: str
     chunks: int
+    notes: list[str] = Field(default_factory=list, description="What was left out of a file that "
+                             "ingested (pages OCR could not read, pages over a limit).")
 
 
 class JobOut(BaseModel):

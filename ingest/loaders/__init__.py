@@ -1,6 +1,7 @@
 """File → text, one loader module per format, built on well-tried parsing libraries
-(python-docx, python-pptx, BeautifulSoup, PDFium, lxml, striprtf, the stdlib's email). Every
-failure becomes a `LoadError` whose message is the one-line reason shown next to the file name.
+(python-docx, python-pptx, BeautifulSoup, PDFium, Pillow, lxml, striprtf, the stdlib's email).
+Every failure becomes a `LoadError` whose message is the one-line reason shown next to the file
+name.
 
 A format is registered once, in `FORMATS` below: its type name, the file names it takes and
 its loader. `file_type`, `load`, the API's upload check and `/v1/config` all read that table.
@@ -9,13 +10,14 @@ its loader. `file_type`, `load`, the API's upload check and `/v1/config` all rea
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.errors import LoadError
 from ingest.loaders.base import Attachment, LoadedDocument, Section, clean, decode_text
 from ingest.loaders.epub import load_epub
 from ingest.loaders.html import load_html
+from ingest.loaders.images import IMAGE_EXTENSIONS, load_image
 from ingest.loaders.mail import load_eml, load_mbox
 from ingest.loaders.notebook import load_notebook
 from ingest.loaders.odf import load_odp, load_odt
@@ -55,6 +57,7 @@ FORMATS: tuple[Format, ...] = (
     _format("pdf", ".pdf", load_pdf),
     _format("docx", ".docx", load_docx),
     _format("pptx", ".pptx", load_pptx),
+    _format("image", IMAGE_EXTENSIONS, load_image),
     _format("html", ".html .htm .xhtml", load_html),
     _format("epub", ".epub", load_epub),
     _format("odt", ".odt", load_odt),
@@ -95,9 +98,10 @@ def load(path: Path, data: bytes) -> LoadedDocument:
     if not data:
         raise LoadError("empty file")
     doc = found.loader(path, data)
-    doc.sections = [s for s in (Section(clean(s.text), s.page) for s in doc.sections) if s.text]
-    if not doc.sections:
-        hint = " (scanned pages without a text layer are not supported)" if found.type == "pdf" else ""
+    doc.sections = [s for s in (replace(s, text=clean(s.text)) for s in doc.sections) if s.text]
+    if not doc.sections and not doc.scans:
+        # Pages waiting for OCR (doc.scans) may still bring text: ingest/ocr.py decides.
+        hint = " (no text layer, and no images for OCR to read)" if found.type == "pdf" else ""
         raise LoadError(f"no text could be extracted{hint}")
     if not doc.title:
         doc.title = path.stem

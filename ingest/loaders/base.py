@@ -8,8 +8,16 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from core.errors import LoadError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+# (page number from 1, dpi) -> the page as an image, for OCR; dpi applies to formats without
+# pixels of their own (PDF pages).
+PageRenderer = Callable[[int, int], "Image"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +26,7 @@ class Section:
 
     text: str
     page: int | None = None
+    ocr: bool = False  # read by OCR from an image of the page
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,11 @@ class LoadedDocument:
     sections: list[Section] = field(default_factory=list)
     pages: int | None = None
     attachments: list[Attachment] = field(default_factory=list)
+    # Pages (from 1) that have no text layer, and how to draw any page: ingest/ocr.py reads
+    # them and puts their text among `sections`.
+    scans: list[int] = field(default_factory=list)
+    render: PageRenderer | None = None
+    notes: list[str] = field(default_factory=list)  # one line each, shown with the file's result
 
 
 _BLANKS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")

@@ -10,7 +10,6 @@ from core.errors import LoadError
 from ingest.loaders.base import LoadedDocument, Section, check_zip, short, table_text
 
 
-
 def _office_error(kind: str, exc: Exception) -> LoadError:
     return LoadError(f"corrupt {kind}: {short(exc)}")
 

@@ -49,3 +49,11 @@ def test_quote_is_the_content_sentence_not_the_heading() -> None:
     (c,), _ = cite("The lighthouse lamp runs thirty-six hours on reserve batteries [1].", PASSAGES)
     assert c.quote == ("The lighthouse lamp runs for thirty-six hours on its reserve batteries.")
     assert c.text[c.quote_start:c.quote_end] == c.quote
+
+
+def test_a_citation_of_an_ocr_page_says_so() -> None:
+    scanned = passage(1, "The keeper tests the batteries every Friday.")
+    scanned.ocr = True
+    citations, _ = cite("The keeper tests them every Friday [1] [2].", [scanned, PASSAGES[1]])
+    assert [(c.label, c.ocr) for c in citations] == [(1, True), (2, False)]
+    assert citations[0].to_dict()["ocr"] is True

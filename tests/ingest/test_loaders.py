@@ -27,7 +27,7 @@ def full_text(doc: LoadedDocument) -> str:
     ("a.html", "html"), ("a.htm", "html"), ("a.md", "markdown"), ("a.markdown", "markdown"),
     ("a.txt", "text"), ("a.rst", "text"), ("a.csv", "text"), ("a.py", "code"), ("a.ts", "code"),
     ("a.yaml", "code"), ("Makefile", "code"), ("Dockerfile", "code"),
-    ("a.xyz", None), ("a.doc", None), ("a.png", None), ("noext", None),
+    ("a.png", "image"), ("a.TIFF", "image"), ("a.xyz", None), ("a.doc", None), ("noext", None),
 ])
 def test_file_type(name: str, kind: str | None) -> None:
     assert file_type(Path(name)) == kind

@@ -78,6 +78,7 @@ def test_citation_title() -> None:
     c = DONE["citations"][0]
     assert citation_title(c) == "[1] lighthouse.md"
     assert citation_title({**c, "page": 3, "inferred": True}) == "[1] lighthouse.md, p. 3 · inferred"
+    assert citation_title({**c, "page": 3, "ocr": True}) == "[1] lighthouse.md, p. 3 · OCR"
 
 
 def test_highlight_marks_the_quote_and_escapes() -> None:
