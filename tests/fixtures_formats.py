@@ -242,10 +242,10 @@ def mail_message(subject: str = MAIL_SUBJECT, body: str = MAIL_BODY,
 
 def write_eml(path: Path, pdf: bytes | None = None, extra: list[tuple[str, bytes, str]] | None = None,
               html: bool = False) -> Path:
-    """An e-mail with a PDF attachment (`pdf`'s bytes, if given), a PNG (an unsupported
+    """An e-mail with a PDF attachment (`pdf`'s bytes, if given), a drawing (an unsupported
     type) and `extra` attachments."""
     attachments = [("estimate.pdf", pdf, "application/pdf")] if pdf else []
-    attachments.append(("logo.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "image/png"))
+    attachments.append(("plan.dwg", b"AC1032" + b"\x00" * 64, "application/acad"))
     attachments.extend(extra or [])
     path.write_bytes(mail_message(attachments=attachments, html=html).as_bytes())
     return path

@@ -35,9 +35,9 @@ def test_ingest_of_every_format_prints_no_third_party_output(tmp_path: Path,
     done = rag("ingest", docs, data_dir=settings.data_dir, cwd=tmp_path, settings=settings,
                timeout=300)
     assert done.returncode == 0, done.stderr
-    # The one line expected: the e-mail's PNG, an unsupported attachment.
-    assert done.stderr.splitlines() == [f"skipped {docs / 'budget.eml'}#logo.png: "
-                                        "unsupported file type '.png'"], done.stderr
+    # The one line expected: the e-mail's drawing, an unsupported attachment.
+    assert done.stderr.splitlines() == [f"skipped {docs / 'budget.eml'}#plan.dwg: "
+                                        "unsupported file type '.dwg'"], done.stderr
     for noise in ("Warning", "warn", "Traceback", "DEBUG", "INFO", "WARNING"):
         assert noise not in done.stdout, done.stdout
     # Every file, plus the attachment and the mailbox's message, is new.

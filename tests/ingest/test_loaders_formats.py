@@ -128,9 +128,9 @@ def test_eml_headers_first_then_body_and_attachments(tmp_path: Path) -> None:
     lines = full_text(doc).splitlines()
     assert lines[:5] == [f"From: {FF.MAIL_FROM}", f"To: {FF.MAIL_TO}",
                          "Date: Tue, 01 Oct 2024 09:30:00 +0000", f"Subject: {FF.MAIL_SUBJECT}",
-                         "Attachments: estimate.pdf, logo.png"]
+                         "Attachments: estimate.pdf, plan.dwg"]
     assert FF.MAIL_BODY in lines
-    assert [a.name for a in doc.attachments] == ["estimate.pdf", "logo.png"]
+    assert [a.name for a in doc.attachments] == ["estimate.pdf", "plan.dwg"]
     estimate = doc.attachments[0]
     assert estimate.read() == pdf
     assert abs(estimate.size - len(pdf)) <= 4  # known from the base64 length, before decoding
@@ -145,7 +145,7 @@ def test_eml_html_body_goes_through_the_html_loader(tmp_path: Path) -> None:
 def test_eml_attachment_names_are_made_safe_and_unique(tmp_path: Path) -> None:
     extra = [("../../etc/notes.txt", b"one", "text/plain"), ("notes.txt", b"two", "text/plain")]
     doc = load_file(FF.write_eml(tmp_path / "odd.eml", extra=extra))
-    assert [a.name for a in doc.attachments] == ["logo.png", "notes.txt", "notes-2.txt"]
+    assert [a.name for a in doc.attachments] == ["plan.dwg", "notes.txt", "notes-2.txt"]
     assert [a.read() for a in doc.attachments[1:]] == [b"one", b"two"]
 
 

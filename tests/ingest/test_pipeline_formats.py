@@ -83,7 +83,7 @@ def test_attachment_is_its_own_document_and_goes_with_its_parent(
     report = ingest_paths([mail.parent])
     assert results(report) == {
         "budget.eml#estimate.pdf": ("new", ""),
-        "budget.eml#logo.png": ("skipped", "unsupported file type '.png'"),
+        "budget.eml#plan.dwg": ("skipped", "unsupported file type '.dwg'"),
         "budget.eml": ("new", ""),
     }
     store = open_store(settings)
@@ -252,7 +252,7 @@ def test_a_run_killed_between_children_and_parent_is_finished_by_the_next(
         report = ingest_paths([mail], store=store)
         assert results(report) == {
             "budget.eml#estimate.pdf": ("new", ""),
-            "budget.eml#logo.png": ("skipped", "unsupported file type '.png'"),
+            "budget.eml#plan.dwg": ("skipped", "unsupported file type '.dwg'"),
             "budget.eml": ("new", ""),
         }
         check_store(store)
