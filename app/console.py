@@ -18,6 +18,7 @@ from rich.table import Table
 
 from ingest.pipeline import FileResult, IngestReport
 from ingest.pipeline import Progress as PipelineProgress
+from retrieval.packer import where
 
 
 class IngestProgress(PipelineProgress):
@@ -61,6 +62,8 @@ def print_ingest_report(out: Console, err: Console, report: IngestReport) -> Non
             err.print(f"skipped {r.path}: {r.reason}", markup=False, soft_wrap=True)
         elif r.status == "removed":
             out.print(f"removed {r.path}", markup=False, soft_wrap=True)
+        elif r.reason:  # ingested, with a bound hit
+            err.print(f"cut     {r.path}: {r.reason}", markup=False, soft_wrap=True)
     counts = "  ".join(f"{s} {report.count(s)}" for s in (
         "new", "updated", "unchanged", "removed", "skipped", "failed"))
     table = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
@@ -84,7 +87,7 @@ def print_retrieval(out: Console, result: Any, show_text: bool) -> None:
     if d["message"]:
         out.print(f"[yellow]{d['message']}[/yellow]")
     for p in d["passages"]:
-        page = f", page {p['page']}" if p["page"] is not None else ""
+        page = where(p["page"], p.get("page_label"))
         score = f"  score {p['score']:.4f}" if p["score"] is not None else ""
         out.print(f"[bold][{p['label']}][/bold] {p['source']}{page}  "
                   f"({p['tokens']:,} tokens{score})", markup=True, highlight=False)
@@ -117,7 +120,7 @@ def print_citations(out: Console, answer: Any) -> None:
         out.print("\n[bold]Sources[/bold]" + (" (inferred from the answer's wording: the model "
                                                "wrote no \\[n] markers)" if inferred else ""))
         for c in answer.citations:
-            page = f", page {c.page}" if c.page is not None else ""
+            page = where(c.page, c.page_label)
             out.print(f"  [{c.label}] {c.source}{page}", markup=False, soft_wrap=True)
     else:
         out.print("\n[dim]No sources: the answer draws on none of the passages.[/dim]")

@@ -93,6 +93,12 @@ class IngestSettings(BaseModel):
 
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are refused by name.")
     follow_symlinks: bool = Field(False, description="Follow symbolic links while walking folders.")
+    max_sheet_rows: int = Field(
+        100_000, ge=1, description="Rows read per spreadsheet sheet (and per CSV/TSV file); the "
+        "rest is cut, and the ingest summary says so for that file.")
+    max_unzipped_mb: float = Field(
+        1024.0, gt=0, description="Largest unpacked size of a zip-based file (XLSX, ODS, DOCX): "
+        "a zip bomb is refused by name before it is inflated.")
 
 
 class RetrievalSettings(BaseModel):

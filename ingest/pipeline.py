@@ -24,7 +24,7 @@ from typing import Any, Literal
 from core.errors import LoadError, RagError
 from core.settings import Settings
 from ingest.chunker import Chunk, Chunker
-from ingest.loaders import LoadedDocument, file_type, load
+from ingest.loaders import LoadedDocument, LoadOptions, file_type, load
 from ingest.sparse import SparseEncoder
 from ingest.store import LIVE, STAGED, PointIn, Store, Where
 from ingest.tokenizer import TokenCounter, load_tokenizer
@@ -47,7 +47,7 @@ def point_id(document_id: str, version: str, index: int) -> str:
 class FileResult:
     path: str
     status: Status
-    reason: str = ""
+    reason: str = ""  # why it failed or was skipped; for an ingested file, what was cut
     document_id: str = ""
     chunks: int = 0
     tokens: int = 0
@@ -118,6 +118,8 @@ class Ingestor:
         self._embedder = embedder
         self.counter = counter or load_tokenizer(settings.tokenizer.path)
         self.chunker = Chunker(self.counter, settings.chunking.size, settings.chunking.overlap)
+        self.load_options = LoadOptions(max_sheet_rows=settings.ingest.max_sheet_rows,
+                                        max_unzipped_mb=settings.ingest.max_unzipped_mb)
         self.sparse = SparseEncoder()
         self._collection_ready = False
 
@@ -133,7 +135,8 @@ class Ingestor:
         """What besides the file's bytes decides its chunks and vectors."""
         s = self.settings
         return (f"chunk={s.chunking.size}/{s.chunking.overlap};tok={self.counter.name};"
-                f"emb={s.embedding.model};long={s.embedding.long_text}")
+                f"emb={s.embedding.model};long={s.embedding.long_text};"
+                f"rows={s.ingest.max_sheet_rows}")
 
     def live_documents(self) -> dict[str, dict[str, Any]]:
         where = Where(equals={"chunk_index": 0, "state": LIVE})
@@ -244,7 +247,7 @@ class Ingestor:
             result.tokens = int(old.get("doc_tokens", 0))
             return prep
         try:
-            prep.doc = load(path, data)
+            prep.doc = load(path, data, self.load_options)
             prep.chunks = self.chunker.split(prep.doc.sections)
         except LoadError as exc:
             result.reason = str(exc)
@@ -255,6 +258,7 @@ class Ingestor:
             result.reason = f"cannot parse: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
             return prep
         result.status = "updated" if old is not None else "new"
+        result.reason = "; ".join(prep.doc.notes)
         result.chunks = len(prep.chunks)
         result.tokens = sum(c.core_tokens for c in prep.chunks)
         return prep
@@ -294,6 +298,7 @@ class Ingestor:
             "type": doc.type,
             "pages": doc.pages,
             "page": chunk.page,
+            "page_label": chunk.page_label,
             "section": chunk.section,
             "chunk_index": chunk.index,
             "text": chunk.text,

@@ -36,6 +36,7 @@ class ChunkRef:
     content_hash: str
     tokenizer: str = ""
     doc_hash: str = ""
+    page_label: str | None = None  # `sheet Q3`: how citations name the page, when set
 
     @classmethod
     def from_payload(cls, point_id: str, p: dict[str, Any]) -> ChunkRef:
@@ -47,6 +48,7 @@ class ChunkRef:
             core=text[int(p.get("core_offset", 0)):], core_tokens=int(p.get("core_tokens", 0)),
             end_tokens=int(p.get("end_tokens", 0)), content_hash=p.get("content_hash", ""),
             tokenizer=p.get("tokenizer", ""), doc_hash=p.get("doc_hash", ""),
+            page_label=p.get("page_label"),
         )
 
 
@@ -76,11 +78,13 @@ class Passage:
     score: float | None  # best hit score inside it (None in whole-document mode)
     rank: int | None  # best hit rank inside it (0 = best)
     header: str = ""
+    page_label: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "label": self.label, "document_id": self.document_id, "source": self.source,
-            "title": self.title, "page": self.page, "chunks": [self.first, self.last],
+            "title": self.title, "page": self.page, "page_label": self.page_label,
+            "chunks": [self.first, self.last],
             "text": self.text, "tokens": self.tokens, "score": self.score,
         }
 
@@ -125,11 +129,18 @@ class Packing:
         return list(per.values())
 
 
+def where(page: int | None, page_label: str | None) -> str:
+    """`, sheet Q3` or `, page 4` (or nothing): how a passage names its place."""
+    if page_label:
+        return f", {page_label}"
+    return f", page {page}" if page is not None else ""
+
+
 def header_for(label: int, chunk: ChunkRef | Passage) -> str:
     name = chunk.source.rsplit("/", 1)[-1] or chunk.document_id
-    where = f", page {chunk.page}" if chunk.page is not None else ""
+    where_ = where(chunk.page, chunk.page_label)
     title = f" — {chunk.title}" if chunk.title and chunk.title not in name else ""
-    return f"[{label}] {name}{where}{title}\n"
+    return f"[{label}] {name}{where_}{title}\n"
 
 
 def render(passages: Iterable[Passage]) -> str:
@@ -312,7 +323,7 @@ class Packer:
                     text="".join(m.core for m in members),
                     tokens=header_tokens(first) + sum(core_tokens(m) for m in members[:-1])
                     + end_tokens(members[-1]),
-                    score=top[1], rank=top[0],
+                    score=top[1], rank=top[0], page_label=first.page_label,
                 ))
         ordered = self._order(passages)
         return self._finish(ordered, left_out, budget, "retrieve", bool(counts))
@@ -366,7 +377,7 @@ class Packer:
                     label=0, document_id=first.document_id, source=first.source,
                     title=first.title, page=first.page, section=section, first=first.index,
                     last=last.index, text="".join(m.core for m in members), tokens=tokens,
-                    score=None, rank=None))
+                    score=None, rank=None, page_label=first.page_label))
                 cost += tokens
             if doc and used + cost <= budget:
                 passages.extend(blocks)

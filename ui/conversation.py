@@ -117,7 +117,9 @@ def apply_answer(turn: Turn, data: dict[str, Any]) -> None:
 def citation_title(c: dict[str, Any]) -> str:
     """`[2] report.pdf, p. 3` (and `· inferred` when the app, not the model, chose it)."""
     text = f"[{c.get('label')}] {file_name(c.get('source') or c.get('title'))}"
-    if c.get("page") is not None:
+    if c.get("page_label"):
+        text += f", {c['page_label']}"
+    elif c.get("page") is not None:
         text += f", p. {c['page']}"
     if c.get("inferred"):
         text += " · inferred"

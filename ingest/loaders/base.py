@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from dataclasses import dataclass, field
 
 from core.errors import LoadError
@@ -10,10 +12,12 @@ from core.errors import LoadError
 
 @dataclass(frozen=True)
 class Section:
-    """A run of text with its page (PDF page, PPTX slide) where the format has pages."""
+    """A run of text with its page (PDF page, PPTX slide, sheet) where the format has pages.
+    `label` is how a citation names the place when "page N" would not (`sheet Q3`)."""
 
     text: str
     page: int | None = None
+    label: str | None = None
 
 
 @dataclass
@@ -22,6 +26,16 @@ class LoadedDocument:
     type: str
     sections: list[Section] = field(default_factory=list)
     pages: int | None = None
+    # What the loader left out on purpose (a bound hit), one line each for the ingest summary.
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """The bounds a loader works within (from `ingest` settings)."""
+
+    max_sheet_rows: int = 100_000
+    max_unzipped_mb: float = 1024.0
 
 
 _BLANKS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
@@ -63,11 +77,44 @@ def short(exc: BaseException) -> str:
     return text[:160]
 
 
+def check_zip(data: bytes, what: str, max_bytes: int = 1024 * 2**20) -> zipfile.ZipFile:
+    """`data` opened as a zip archive, refused (LoadError naming `what`) when it is not one
+    or when its members would unpack to more than `max_bytes`: a zip bomb is stopped from
+    the sizes in its directory, before anything is inflated. The declared sizes are what
+    zipfile enforces while reading (a member that inflates past its size raises BadZipFile),
+    so a lying directory cannot get past the bound either."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        total = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise LoadError(f"corrupt {what}: {short(exc)}") from None
+    if total > max_bytes:
+        raise LoadError(f"{what} would unpack to {total / 2**20:,.0f} MB, over the "
+                        f"{max_bytes / 2**20:,.0f} MB bound (a zip bomb?)")
+    return archive
+
+
+TABLE_SEPARATOR = "---"
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
 def table_text(rows: list[list[str]]) -> str:
-    """Rows of cells as Markdown pipe rows, one line per row; empty rows are dropped."""
-    lines = []
-    for row in rows:
-        cells = [" ".join(c.split()) for c in row]
-        if any(cells):
-            lines.append("| " + " | ".join(cells) + " |")
+    """Rows of cells as a Markdown pipe table, one line per row: the first non-empty row is
+    the header, followed by the `| --- |` separator (what the chunker recognises a table by,
+    see ingest/chunker.py). Rows are padded to the widest; empty rows and columns empty in
+    every row are dropped; a `|` inside a cell is escaped."""
+    cells = [[_cell(c) for c in row] for row in rows]
+    cells = [row for row in cells if any(row)]
+    if not cells:
+        return ""
+    width = max(len(row) for row in cells)
+    cells = [row + [""] * (width - len(row)) for row in cells]
+    keep = [i for i in range(width) if any(row[i] for row in cells)]
+    cells = [[row[i] for i in keep] for row in cells]
+    # An empty cell is `| |`, as HTML's whitespace folding leaves it.
+    lines = ["|" + "|".join(f" {c} " if c else " " for c in row) + "|" for row in cells]
+    lines.insert(1, "|" + f" {TABLE_SEPARATOR} |" * len(keep))
     return "\n".join(lines)
