@@ -62,8 +62,8 @@ CODE_EXTENSIONS = (
 
 FORMATS: tuple[Format, ...] = (
     _format("pdf", ".pdf", load_pdf),
-    _format("docx", ".docx", load_docx),
-    _format("pptx", ".pptx", load_pptx),
+    _bounded("docx", ".docx", load_docx),
+    _bounded("pptx", ".pptx", load_pptx),
     _format("html", ".html .htm .xhtml", load_html),
     _format("markdown", ".md .markdown .mdx", load_markdown),
     _format("text", ".txt .text .rst .log", load_text),

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import LoadError
-from ingest.loaders.base import LoadedDocument, Section, short
+from ingest.loaders.base import LoadedDocument, LoadOptions, Section, check_zip, short
 from ingest.loaders.tables import Cell, pipe_table
 
 
@@ -15,7 +15,7 @@ def _office_error(kind: str, exc: Exception) -> LoadError:
     return LoadError(f"corrupt {kind}: {short(exc)}")
 
 
-def load_docx(path: Path, data: bytes) -> LoadedDocument:
+def load_docx(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
     import zipfile
 
     import docx
@@ -23,6 +23,7 @@ def load_docx(path: Path, data: bytes) -> LoadedDocument:
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
+    check_zip(data, "DOCX", int(options.max_unzipped_mb * 2**20))
     try:
         document: DocxDocument = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
@@ -48,11 +49,12 @@ def load_docx(path: Path, data: bytes) -> LoadedDocument:
     return LoadedDocument(title=title.strip(), type="docx", sections=[Section("\n\n".join(blocks))])
 
 
-def load_pptx(path: Path, data: bytes) -> LoadedDocument:
+def load_pptx(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
     import zipfile
 
     from pptx import Presentation
 
+    check_zip(data, "PPTX", int(options.max_unzipped_mb * 2**20))
     try:
         deck = Presentation(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from core.errors import LoadError
 from ingest.loaders.base import LoadedDocument, Section, short
+from ingest.loaders.pdf_tables import page_text
 
 _PDFIUM = threading.Lock()  # PDFium is not thread-safe: one document at a time per process
 _PDFIUM_PASSWORD = 4  # FPDF_ERR_PASSWORD
@@ -15,10 +16,11 @@ _PDFIUM_PASSWORD = 4  # FPDF_ERR_PASSWORD
 _PDF_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")
 
 
-def load_pdf(path: Path, data: bytes) -> LoadedDocument:
+def load_pdf(path: Path, data: bytes, find_tables: bool = True) -> LoadedDocument:
     """Text per page with PDFium (pypdfium2, the Chromium PDF engine): about ten times
     faster than pure-Python parsers on the sample documents, and it releases the GIL while
-    it works, so parsing runs beside the embedding model."""
+    it works, so parsing runs beside the embedding model. `find_tables=False` keeps ruled
+    tables as PDFium's loose text (bench/loaders.py compares the two)."""
     import pypdfium2 as pdfium
 
     if not data.lstrip()[:5].startswith(b"%PDF"):
@@ -37,7 +39,8 @@ def load_pdf(path: Path, data: bytes) -> LoadedDocument:
                 page = document[number - 1]
                 textpage = page.get_textpage()
                 try:
-                    text = textpage.get_text_range()
+                    # Ruled tables become pipe tables (ingest/loaders/pdf_tables.py).
+                    text = page_text(page, textpage, find_tables)
                 finally:
                     textpage.close()
                     page.close()

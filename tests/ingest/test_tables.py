@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import fixtures_docs as F
 import pytest
 from ingest_helpers import check_store
 
@@ -296,6 +297,8 @@ def truncated(path: Path) -> Path:
     ("locked.xlsx", encrypted_xlsx, "encrypted xlsx: a password is needed"),
     ("bomb.xlsx", lambda p: zip_bomb(p, 8), "would unpack to 8 mb, over the 4 mb bound"),
     ("bomb.ods", lambda p: zip_bomb(p, 8), "ods would unpack"),
+    ("bomb.docx", lambda p: zip_bomb(p, 8), "docx would unpack to 8 mb"),
+    ("bomb.pptx", lambda p: zip_bomb(p, 8), "pptx would unpack to 8 mb"),
     ("noise.ods", lambda p: p.write_bytes(b"PK\x03\x04" + b"\x01" * 500) and p, "corrupt ods"),
 ])
 def test_bad_workbook_gives_one_line_reason(tmp_path: Path, name: str, make: Any,
@@ -377,3 +380,93 @@ def test_ingest_summary_says_what_was_cut(tmp_path: Path, make_settings: Any, em
     out, err = io.StringIO(), io.StringIO()
     print_ingest_report(Console(file=out, width=200), Console(file=err, width=200), report)
     assert err.getvalue() == f"cut     {path}: {result.reason}\n"
+
+
+# -- PDF --------------------------------------------------------------------------------------
+
+PDF_GRID = [["Port", "Tonnes", "Year"], ["Hull", "(835,300)", "1887"], ["Leith", "$16,058", "1901"],
+            ["Wick", "", "1923"]]
+LEFT_BEFORE = "The left column opens with the harbour accounts of the northern ports."
+LEFT_AFTER = "Below the table the left column turns to the ferries and their crews."
+RIGHT = "The right column closes with a note on copper kettles in the tavern."
+
+
+def write_table_pdf(path: Path, frame_only: bool = False) -> Path:
+    """Page 1: two columns, a ruled table in the left one between two paragraphs; page 2:
+    plain text. With `frame_only`, the table has only an outer box (no rules inside)."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import letter
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import (
+        BaseDocTemplate,
+        Frame,
+        FrameBreak,
+        PageBreak,
+        PageTemplate,
+        Paragraph,
+        TableStyle,
+    )
+    from reportlab.platypus import Table as RLTable
+
+    styles = getSampleStyleSheet()["BodyText"]
+    width, height = letter
+    col = (width - 126) / 2
+    doc = BaseDocTemplate(str(path), pagesize=letter)
+    doc.addPageTemplates([PageTemplate(frames=[Frame(54, 54, col, height - 108),
+                                               Frame(72 + col, 54, col, height - 108)])])
+    grid = RLTable(PDF_GRID)
+    style = ("BOX", (0, 0), (-1, -1), 0.5, colors.black) if frame_only else \
+        ("GRID", (0, 0), (-1, -1), 0.5, colors.black)
+    grid.setStyle(TableStyle([style]))
+    doc.build([Paragraph(LEFT_BEFORE, styles), grid, Paragraph(LEFT_AFTER, styles), FrameBreak(),
+               Paragraph(RIGHT, styles), PageBreak(),
+               Paragraph("The second page has no table at all, only this sentence.", styles)])
+    return path
+
+
+def test_pdf_ruled_table_becomes_rows_and_text_keeps_reading_order(tmp_path: Path) -> None:
+    doc = load_file(write_table_pdf(tmp_path / "ports.pdf"))
+    assert [s.page for s in doc.sections] == [1, 2]
+    text = doc.sections[0].text
+    assert rows_of(text) == [["Port", "Tonnes", "Year"], ["Hull", "(835,300)", "1887"],
+                             ["Leith", "$16,058", "1901"], ["Wick", "", "1923"]]
+    assert_header(text, ["Port", "Tonnes", "Year"])
+    order = [text.index(s[:40]) for s in (LEFT_BEFORE, "| Port |", "| Wick |", LEFT_AFTER, RIGHT)]
+    assert order == sorted(order), text
+    # The table's words are not left behind as loose text as well.
+    assert text.count("Leith") == 1 and text.count("(835,300)") == 1
+    assert "no table at all" in doc.sections[1].text
+
+
+def test_pdf_without_rules_reads_as_before(tmp_path: Path) -> None:
+    """Pages without a ruled grid (plain text, a box around a table) keep PDFium's text, the
+    same as with the table finder off."""
+    from ingest.loaders.pdf import load_pdf
+
+    for path in (write_table_pdf(tmp_path / "framed.pdf", frame_only=True),
+                 F.write_pdf(tmp_path / "plain.pdf")):
+        data = path.read_bytes()
+        assert load_pdf(path, data).sections == load_pdf(path, data, find_tables=False).sections
+        assert "| --- |" not in full_text(load_pdf(path, data))
+
+
+def test_pdf_table_split_across_chunks_carries_its_header(tmp_path: Path, counter: Any) -> None:
+    from reportlab.lib import colors
+    from reportlab.platypus import SimpleDocTemplate, TableStyle
+    from reportlab.platypus import Table as RLTable
+
+    from ingest.chunker import Chunker
+
+    grid = [["Vessel", "Harbour", "Tonnes"], *([f"vessel {i}", f"harbour {i % 5}", str(100 + i)]
+                                              for i in range(30))]
+    table = RLTable(grid)
+    table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.5, colors.black)]))
+    path = tmp_path / "fleet.pdf"
+    SimpleDocTemplate(str(path)).build([table])
+    doc = load_file(path)
+    assert len(rows_of(full_text(doc))) == 31
+    chunks = Chunker(counter, 64, 8).split(doc.sections)
+    assert len(chunks) >= 3
+    for c in chunks:
+        assert "| Vessel | Harbour | Tonnes |\n| --- | --- | --- |\n" in c.text
+        assert counter.count(c.text) == c.tokens <= 64
