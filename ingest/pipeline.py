@@ -303,6 +303,7 @@ class Ingestor:
             "chunk_index": chunk.index,
             "text": chunk.text,
             "core_offset": chunk.core_offset,
+            "table_header": chunk.table_header,
             "char_start": chunk.char_start,
             "char_end": chunk.char_end,
             "tokens": chunk.tokens,

@@ -363,6 +363,18 @@ def test_workbook_ingests_and_retrieval_names_the_sheet(tmp_path: Path, settings
     assert top.header.startswith(f"[{top.label}] budget.xlsx, sheet Notes")
     assert top.to_dict()["page_label"] == "sheet Notes"
 
+    # A passage that starts inside the Fleet table opens with its header rows, once, and the
+    # packed count is still exact.
+    retrieval = Retriever(settings, store, embedder, counter).retrieve(
+        "vessel 47 harbour 5", RetrieveOptions(budget_tokens=1300, context_mode="retrieve",
+                                               neighbours=0, search_mode="keyword"))
+    fleet_passages = [p for p in retrieval.packing.passages if p.page_label == "sheet Fleet"]
+    assert any("| vessel 47 | harbour 5 | 147 |" in p.text for p in fleet_passages)
+    for p in fleet_passages:
+        assert p.text.count("| Vessel | Harbour | Tonnes |") == 1, p.text[:200]
+    used = retrieval.packing.used_tokens
+    assert counter.count(retrieval.packing.context) == used
+
 
 def test_ingest_summary_says_what_was_cut(tmp_path: Path, make_settings: Any, embedder: Any) -> None:
     from rich.console import Console

@@ -78,6 +78,8 @@ def test_citation_title() -> None:
     c = DONE["citations"][0]
     assert citation_title(c) == "[1] lighthouse.md"
     assert citation_title({**c, "page": 3, "inferred": True}) == "[1] lighthouse.md, p. 3 · inferred"
+    # A sheet is named, not numbered.
+    assert citation_title({**c, "page": 2, "page_label": "sheet Q3"}) == "[1] lighthouse.md, sheet Q3"
 
 
 def test_highlight_marks_the_quote_and_escapes() -> None:
