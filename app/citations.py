@@ -44,6 +44,7 @@ class Citation:
     quote_end: int
     inferred: bool  # True: the model wrote no marker; found by overlap
     ocr: bool = False  # the passage's page was read by OCR
+    page_label: str | None = None  # `sheet Q3`: shown instead of the page number when set
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,7 +88,7 @@ def _best_sentence(passage: str, answer_words: set[str]) -> tuple[str, int, int]
 def _citation(p: Passage, answer_words: set[str], inferred: bool) -> Citation:
     quote, start, end = _best_sentence(p.text, answer_words)
     return Citation(p.label, p.document_id, p.source, p.title, p.page, p.text, quote, start, end,
-                    inferred, p.ocr)
+                    inferred, p.ocr, p.page_label)
 
 
 def cite(answer: str, passages: list[Passage]) -> tuple[list[Citation], list[int]]:

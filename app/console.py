@@ -18,6 +18,7 @@ from rich.table import Table
 
 from ingest.pipeline import FileResult, IngestReport
 from ingest.pipeline import Progress as PipelineProgress
+from retrieval.packer import where
 
 
 class IngestProgress(PipelineProgress):
@@ -82,6 +83,7 @@ def print_ingest_report(out: Console, err: Console, report: IngestReport) -> Non
             err.print(f"skipped {r.path}: {r.reason}", markup=False, soft_wrap=True)
         elif r.status == "removed":
             out.print(f"removed {r.path}", markup=False, soft_wrap=True)
+        # Ingested, with a bound hit (rows cut) or pages OCR could not read.
         for note in r.notes if r.status in ("new", "updated") else ():
             err.print(f"note    {r.path}: {note}", markup=False, soft_wrap=True)
     counts = "  ".join(f"{s} {report.count(s)}" for s in (
@@ -110,7 +112,7 @@ def print_retrieval(out: Console, result: Any, show_text: bool) -> None:
     if d["message"]:
         out.print(f"[yellow]{d['message']}[/yellow]")
     for p in d["passages"]:
-        page = f", page {p['page']}" if p["page"] is not None else ""
+        page = where(p["page"], p.get("page_label"))
         page += " · OCR" if p.get("ocr") else ""
         score = f"  score {p['score']:.4f}" if p["score"] is not None else ""
         out.print(f"[bold][{p['label']}][/bold] {p['source']}{page}  "
@@ -144,7 +146,7 @@ def print_citations(out: Console, answer: Any) -> None:
         out.print("\n[bold]Sources[/bold]" + (" (inferred from the answer's wording: the model "
                                                "wrote no \\[n] markers)" if inferred else ""))
         for c in answer.citations:
-            page = f", page {c.page}" if c.page is not None else ""
+            page = where(c.page, c.page_label)
             page += " · OCR" if c.ocr else ""
             out.print(f"  [{c.label}] {c.source}{page}", markup=False, soft_wrap=True)
     else:

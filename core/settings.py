@@ -117,6 +117,13 @@ class IngestSettings(BaseModel):
     ocr_max_pages: int = Field(
         1000, ge=1, description="Most pages (PDF pages, TIFF frames) of one file read by OCR; the "
         "rest are left out and the file's line in the report says so.")
+    max_sheet_rows: int = Field(
+        100_000, ge=1, description="Rows read per spreadsheet sheet (and per CSV/TSV file); the "
+        "rest is cut, and the ingest summary says so for that file.")
+    max_unzipped_mb: float = Field(
+        512.0, gt=0, description="Largest unpacked size of a zip-based file (DOCX, PPTX, XLSX, "
+        "ODS, ODT, ODP, EPUB): "
+        "a zip bomb is refused by name before it is inflated.")
 
 
 class RetrievalSettings(BaseModel):

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from core.errors import LoadError, RagError
 from core.settings import Settings
 from ingest.chunker import Chunk, Chunker
-from ingest.loaders import Attachment, LoadedDocument, file_type, load
+from ingest.loaders import Attachment, LoadedDocument, LoadOptions, file_type, load
 from ingest.ocr import OcrReader
 from ingest.sparse import SparseEncoder
 from ingest.store import LIVE, STAGED, PointIn, Store, Where
@@ -57,7 +57,7 @@ def point_id(document_id: str, version: str, index: int) -> str:
 class FileResult:
     path: str
     status: Status
-    reason: str = ""
+    reason: str = ""  # why it failed or was skipped; for an ingested file, what was cut
     document_id: str = ""
     chunks: int = 0
     tokens: int = 0
@@ -149,6 +149,8 @@ class Ingestor:
         self._embedder = embedder
         self.counter = counter or load_tokenizer(settings.tokenizer.path)
         self.chunker = Chunker(self.counter, settings.chunking.size, settings.chunking.overlap)
+        self.load_options = LoadOptions(max_sheet_rows=settings.ingest.max_sheet_rows,
+                                        max_unzipped_mb=settings.ingest.max_unzipped_mb)
         self.sparse = SparseEncoder()
         self.ocr = OcrReader(settings.ingest, settings.data_dir / "ocr" / "pages.sqlite")
         self._collection_ready = False
@@ -166,7 +168,8 @@ class Ingestor:
         `type_`: the OCR settings count only for the types that may hold scanned pages)."""
         s = self.settings
         sig = (f"chunk={s.chunking.size}/{s.chunking.overlap};tok={self.counter.name};"
-               f"emb={s.embedding.model};long={s.embedding.long_text}")
+               f"emb={s.embedding.model};long={s.embedding.long_text};"
+               f"rows={s.ingest.max_sheet_rows}")
         if type_ in _SCANNED_TYPES:
             sig += f";ocr={s.ingest.ocr}/{s.ingest.ocr_engine}/{s.ingest.ocr_dpi}"
         return sig
@@ -297,7 +300,7 @@ class Ingestor:
     def _load(self, prep: _Prepared, path: Path, data: bytes, progress: Progress) -> bool:
         """Loads and chunks `data` into `prep`; False with the reason set when it cannot."""
         try:
-            prep.doc = load(path, data)
+            prep.doc = load(path, data, self.load_options)
             self._read_scans(prep, progress)
             prep.chunks = self.chunker.split(prep.doc.sections)
         except LoadError as exc:
@@ -400,10 +403,12 @@ class Ingestor:
             "type": doc.type,
             "pages": doc.pages,
             "page": chunk.page,
+            "page_label": chunk.page_label,
             "section": chunk.section,
             "chunk_index": chunk.index,
             "text": chunk.text,
             "core_offset": chunk.core_offset,
+            "table_header": chunk.table_header,
             "char_start": chunk.char_start,
             "char_end": chunk.char_end,
             "tokens": chunk.tokens,

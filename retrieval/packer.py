@@ -37,6 +37,8 @@ class ChunkRef:
     tokenizer: str = ""
     doc_hash: str = ""
     ocr: bool = False  # its page was read by OCR
+    page_label: str | None = None  # `sheet Q3`: how citations name the page, when set
+    table_header: str = ""  # the header rows of the table the core starts inside, if any
 
     @classmethod
     def from_payload(cls, point_id: str, p: dict[str, Any]) -> ChunkRef:
@@ -49,6 +51,7 @@ class ChunkRef:
             end_tokens=int(p.get("end_tokens", 0)), content_hash=p.get("content_hash", ""),
             tokenizer=p.get("tokenizer", ""), doc_hash=p.get("doc_hash", ""),
             ocr=bool(p.get("ocr", False)),
+            page_label=p.get("page_label"), table_header=text[:int(p.get("table_header", 0))],
         )
 
 
@@ -79,11 +82,13 @@ class Passage:
     rank: int | None  # best hit rank inside it (0 = best)
     header: str = ""
     ocr: bool = False  # its page (a passage never spans two) was read by OCR
+    page_label: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "label": self.label, "document_id": self.document_id, "source": self.source,
-            "title": self.title, "page": self.page, "chunks": [self.first, self.last],
+            "title": self.title, "page": self.page, "page_label": self.page_label,
+            "chunks": [self.first, self.last],
             "text": self.text, "tokens": self.tokens, "score": self.score, "ocr": self.ocr,
         }
 
@@ -128,11 +133,18 @@ class Packing:
         return list(per.values())
 
 
+def where(page: int | None, page_label: str | None) -> str:
+    """`, sheet Q3` or `, page 4` (or nothing): how a passage names its place."""
+    if page_label:
+        return f", {page_label}"
+    return f", page {page}" if page is not None else ""
+
+
 def header_for(label: int, chunk: ChunkRef | Passage) -> str:
     name = chunk.source.rsplit("/", 1)[-1] or chunk.document_id
-    where = f", page {chunk.page}" if chunk.page is not None else ""
+    where_ = where(chunk.page, chunk.page_label)
     title = f" — {chunk.title}" if chunk.title and chunk.title not in name else ""
-    return f"[{label}] {name}{where}{title}\n"
+    return f"[{label}] {name}{where_}{title}\n"
 
 
 def render(passages: Iterable[Passage]) -> str:
@@ -146,12 +158,25 @@ class Packer:
         self.neighbours = neighbours
         self.layout = layout
         self._header_counts: dict[str, int] = {}
+        self._table_counts: dict[str, int] = {}
 
     def _count_headers(self, headers: list[str]) -> list[int]:
         """Token counts of header lines, each distinct line counted once, in one batch."""
         fresh = sorted({h for h in headers if h not in self._header_counts})
         self._header_counts.update(zip(fresh, self.counter.count_many(fresh), strict=True))
         return [self._header_counts[h] for h in headers]
+
+    def _count_tables(self, chunks: Iterable[ChunkRef]) -> None:
+        """Counts the repeated table headers of `chunks` not counted yet, in one batch."""
+        fresh = sorted({c.table_header for c in chunks} - self._table_counts.keys())
+        self._table_counts.update(zip(fresh, self.counter.count_many(fresh), strict=True))
+
+    def _lead(self, c: ChunkRef) -> int:
+        """Tokens of the table header a passage starting at `c` opens with: a passage that
+        starts inside a table repeats its header rows, so its numbers keep their columns."""
+        if c.table_header not in self._table_counts:
+            self._count_tables([c])
+        return self._table_counts[c.table_header]
 
     # -- counts ---------------------------------------------------------------------------
     def _recount(self, chunks: Iterable[ChunkRef]) -> dict[str, tuple[int, int]]:
@@ -178,6 +203,7 @@ class Packer:
         hits = sorted(hits, key=lambda h: (-h.score, h.chunk.document_id, h.chunk.index))
         chunks = dict(chunks)
         counts = self._recount(chunks.values())
+        self._count_tables(chunks.values())
         # Bare hits (no neighbours) need nothing more.
         loaded = 0 if load is not None and self.neighbours else len(hits)
 
@@ -203,7 +229,8 @@ class Packer:
 
         def run_cost(doc: str, lo: int, hi: int) -> int:
             body = sum(core_tokens(chunks[(doc, i)]) for i in range(lo, hi))
-            return header_tokens(chunks[(doc, lo)]) + body + end_tokens(chunks[(doc, hi)])
+            first = chunks[(doc, lo)]
+            return header_tokens(first) + self._lead(first) + body + end_tokens(chunks[(doc, hi)])
 
         def place(doc: str, old: list[list[int]], lo: int, hi: int) -> tuple[list[list[int]], int]:
             """The section's runs with [lo, hi] merged in, and what that adds to the count:
@@ -312,10 +339,11 @@ class Packer:
                 passages.append(Passage(
                     label=0, document_id=doc, source=first.source, title=first.title,
                     page=first.page, section=section, first=lo, last=hi,
-                    text="".join(m.core for m in members),
-                    tokens=header_tokens(first) + sum(core_tokens(m) for m in members[:-1])
+                    text=first.table_header + "".join(m.core for m in members),
+                    tokens=header_tokens(first) + self._lead(first)
+                    + sum(core_tokens(m) for m in members[:-1])
                     + end_tokens(members[-1]),
-                    score=top[1], rank=top[0], ocr=first.ocr,
+                    score=top[1], rank=top[0], ocr=first.ocr, page_label=first.page_label,
                 ))
         ordered = self._order(passages)
         return self._finish(ordered, left_out, budget, "retrieve", bool(counts))
@@ -369,7 +397,7 @@ class Packer:
                     label=0, document_id=first.document_id, source=first.source,
                     title=first.title, page=first.page, section=section, first=first.index,
                     last=last.index, text="".join(m.core for m in members), tokens=tokens,
-                    score=None, rank=None, ocr=first.ocr))
+                    score=None, rank=None, ocr=first.ocr, page_label=first.page_label))
                 cost += tokens
             if doc and used + cost <= budget:
                 passages.extend(blocks)

@@ -118,7 +118,9 @@ def citation_title(c: dict[str, Any]) -> str:
     """`[2] report.pdf, p. 3`, then `· OCR` when that page was read by OCR and `· inferred` when
     the app, not the model, chose it."""
     text = f"[{c.get('label')}] {file_name(c.get('source') or c.get('title'))}"
-    if c.get("page") is not None:
+    if c.get("page_label"):
+        text += f", {c['page_label']}"
+    elif c.get("page") is not None:
         text += f", p. {c['page']}"
     if c.get("ocr"):
         text += " · OCR"

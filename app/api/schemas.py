@@ -107,6 +107,7 @@ class _Labelled(_Open):
     source: str
     title: str | None = None
     page: int | None = None
+    page_label: str | None = None
     text: str
     ocr: bool = Field(False, description="The passage's page was read by OCR (a scan or an image).")
 

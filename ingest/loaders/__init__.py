@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.errors import LoadError
-from ingest.loaders.base import Attachment, LoadedDocument, Section, clean, decode_text
+from ingest.loaders.base import Attachment, LoadedDocument, LoadOptions, Section, clean, decode_text
 from ingest.loaders.epub import load_epub
 from ingest.loaders.html import load_html
 from ingest.loaders.images import IMAGE_EXTENSIONS, load_image
@@ -24,26 +24,40 @@ from ingest.loaders.odf import load_odp, load_odt
 from ingest.loaders.office import load_docx, load_pptx
 from ingest.loaders.pdf import load_pdf
 from ingest.loaders.rtf import load_rtf
+from ingest.loaders.sheets import load_csv, load_ods, load_xlsx
 from ingest.loaders.text import load_code, load_markdown, load_text
 
 __all__ = [
-    "FORMATS", "Attachment", "Format", "LoadedDocument", "Section", "decode_text", "file_type", "load",
-    "supported_extensions",
+    "FORMATS", "Attachment", "Format", "LoadOptions", "LoadedDocument", "Section", "decode_text",
+    "file_type", "load", "supported_extensions",
 ]
 
+# A loader that needs no bound takes (path, data); one that does also takes LoadOptions.
 Loader = Callable[[Path, bytes], LoadedDocument]
+BoundedLoader = Callable[[Path, bytes, LoadOptions], LoadedDocument]
 
 
 @dataclass(frozen=True)
 class Format:
     type: str  # the document type stored in the payload (filters, citations)
     extensions: frozenset[str]  # lower-case, with the dot
-    loader: Loader
+    loader: Loader | None
     names: frozenset[str] = frozenset()  # whole file names (Makefile) for types without suffix
+    bounded: BoundedLoader | None = None  # used instead of `loader` when set
+
+    def read(self, path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
+        if self.bounded is not None:
+            return self.bounded(path, data, options)
+        assert self.loader is not None
+        return self.loader(path, data)
 
 
 def _format(type_: str, extensions: str, loader: Loader, names: str = "") -> Format:
     return Format(type_, frozenset(extensions.split()), loader, frozenset(names.split()))
+
+
+def _bounded(type_: str, extensions: str, loader: BoundedLoader) -> Format:
+    return Format(type_, frozenset(extensions.split()), None, bounded=loader)
 
 
 CODE_EXTENSIONS = (
@@ -55,8 +69,8 @@ CODE_EXTENSIONS = (
 
 FORMATS: tuple[Format, ...] = (
     _format("pdf", ".pdf", load_pdf),
-    _format("docx", ".docx", load_docx),
-    _format("pptx", ".pptx", load_pptx),
+    _bounded("docx", ".docx", load_docx),
+    _bounded("pptx", ".pptx", load_pptx),
     _format("image", IMAGE_EXTENSIONS, load_image),
     _format("html", ".html .htm .xhtml", load_html),
     _format("epub", ".epub", load_epub),
@@ -67,7 +81,11 @@ FORMATS: tuple[Format, ...] = (
     _format("mbox", ".mbox", load_mbox),
     _format("notebook", ".ipynb", load_notebook),
     _format("markdown", ".md .markdown .mdx", load_markdown),
-    _format("text", ".txt .text .rst .log .csv", load_text),
+    _format("text", ".txt .text .rst .log", load_text),
+    # A table, not prose: one pipe row per record, the chunker repeats its header.
+    _bounded("csv", ".csv .tsv", load_csv),
+    _bounded("xlsx", ".xlsx .xlsm", load_xlsx),
+    _bounded("ods", ".ods", load_ods),
     _format("code", CODE_EXTENSIONS, load_code, "Makefile Dockerfile CMakeLists.txt Justfile"),
 )
 
@@ -90,14 +108,14 @@ def supported_extensions() -> list[str]:
     return sorted(_BY_EXTENSION)
 
 
-def load(path: Path, data: bytes) -> LoadedDocument:
-    """Parses `data` (the bytes of `path`) by the file's type."""
+def load(path: Path, data: bytes, options: LoadOptions | None = None) -> LoadedDocument:
+    """Parses `data` (the bytes of `path`) by the file's type, within `options`' bounds."""
     found = _format_of(path)
     if found is None:
         raise LoadError(f"unsupported file type '{path.suffix or path.name}'")
     if not data:
         raise LoadError("empty file")
-    doc = found.loader(path, data)
+    doc = found.read(path, data, options or LoadOptions())
     doc.sections = [s for s in (replace(s, text=clean(s.text)) for s in doc.sections) if s.text]
     if not doc.sections and not doc.scans:
         # Pages waiting for OCR (doc.scans) may still bring text: ingest/ocr.py decides.

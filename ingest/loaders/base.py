@@ -22,11 +22,13 @@ PageRenderer = Callable[[int, int], "Image"]
 
 @dataclass(frozen=True)
 class Section:
-    """A run of text with its page (PDF page, PPTX slide) where the format has pages."""
+    """A run of text with its page (PDF page, PPTX slide, sheet) where the format has pages.
+    `label` is how a citation names the place when "page N" would not (`sheet Q3`)."""
 
     text: str
     page: int | None = None
     ocr: bool = False  # read by OCR from an image of the page
+    label: str | None = None  # how citations name the page (`sheet Q3`), when not "page N"
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,17 @@ class LoadedDocument:
     # them and puts their text among `sections`.
     scans: list[int] = field(default_factory=list)
     render: PageRenderer | None = None
-    notes: list[str] = field(default_factory=list)  # one line each, shown with the file's result
+    # One line each, shown with the file's result: what a loader left out on purpose (a bound
+    # hit), pages OCR could not read.
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """The bounds a loader works within (from `ingest` settings)."""
+
+    max_sheet_rows: int = 100_000
+    max_unzipped_mb: float = 512.0
 
 
 _BLANKS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
@@ -93,13 +105,29 @@ def short(exc: BaseException) -> str:
     return text[:160]
 
 
+TABLE_SEPARATOR = "---"
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
 def table_text(rows: list[list[str]]) -> str:
-    """Rows of cells as Markdown pipe rows, one line per row; empty rows are dropped."""
-    lines = []
-    for row in rows:
-        cells = [" ".join(c.split()) for c in row]
-        if any(cells):
-            lines.append("| " + " | ".join(cells) + " |")
+    """Rows of cells as a Markdown pipe table, one line per row: the first non-empty row is
+    the header, followed by the `| --- |` separator (what the chunker recognises a table by,
+    see ingest/chunker.py). Rows are padded to the widest; empty rows and columns empty in
+    every row are dropped; a `|` inside a cell is escaped."""
+    cells = [[_cell(c) for c in row] for row in rows]
+    cells = [row for row in cells if any(row)]
+    if not cells:
+        return ""
+    width = max(len(row) for row in cells)
+    cells = [row + [""] * (width - len(row)) for row in cells]
+    keep = [i for i in range(width) if any(row[i] for row in cells)]
+    cells = [[row[i] for i in keep] for row in cells]
+    # An empty cell is `| |`, as HTML's whitespace folding leaves it.
+    lines = ["|" + "|".join(f" {c} " if c else " " for c in row) + "|" for row in cells]
+    lines.insert(1, "|" + f" {TABLE_SEPARATOR} |" * len(keep))
     return "\n".join(lines)
 
 
@@ -113,9 +141,10 @@ MIN_RATIO_BYTES = 16 << 20
 MAX_ZIP_MEMBERS = 50_000
 
 
-def check_zip(data: bytes, what: str) -> zipfile.ZipFile:
+def check_zip(data: bytes, what: str, max_bytes: int = MAX_UNZIPPED_BYTES) -> zipfile.ZipFile:
     """The zip archive in `data`, refused with a LoadError when it is not one, is encrypted,
-    or declares an uncompressed size or ratio beyond the bounds above. A member whose header
+    or declares an uncompressed size (over `max_bytes`: `ingest.max_unzipped_mb`) or ratio
+    beyond the bounds above. A member whose header
     lies about its size cannot get past them either: zipfile stops inflating at the declared
     size and then fails the CRC check (BadZipFile, which the loaders report as corrupt)."""
     try:
@@ -130,7 +159,7 @@ def check_zip(data: bytes, what: str) -> zipfile.ZipFile:
         raise LoadError(f"encrypted {what}: a password is needed to read it")
     unzipped = sum(m.file_size for m in members)
     packed = max(1, sum(m.compress_size for m in members))
-    if unzipped > MAX_UNZIPPED_BYTES or (
+    if unzipped > max_bytes or (
             unzipped > MIN_RATIO_BYTES and unzipped / packed > MAX_ZIP_RATIO):
         raise LoadError(f"refused {what}: it would unzip to {unzipped / 2**20:,.0f} MB from "
                         f"{len(data) / 2**20:,.1f} MB (a zip bomb?)")

@@ -5,16 +5,18 @@ from __future__ import annotations
 import io
 import zlib
 from pathlib import Path
+from typing import Any
 
 from core.errors import LoadError
-from ingest.loaders.base import LoadedDocument, Section, check_zip, short, table_text
+from ingest.loaders.base import LoadedDocument, LoadOptions, Section, check_zip, short
+from ingest.loaders.tables import Cell, pipe_table
 
 
 def _office_error(kind: str, exc: Exception) -> LoadError:
     return LoadError(f"corrupt {kind}: {short(exc)}")
 
 
-def load_docx(path: Path, data: bytes) -> LoadedDocument:
+def load_docx(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
     import zipfile
 
     import docx
@@ -22,7 +24,7 @@ def load_docx(path: Path, data: bytes) -> LoadedDocument:
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
-    check_zip(data, "DOCX")
+    check_zip(data, "DOCX", int(options.max_unzipped_mb * 2**20))
     try:
         document: DocxDocument = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError) as exc:
@@ -44,16 +46,16 @@ def load_docx(path: Path, data: bytes) -> LoadedDocument:
             elif text:
                 blocks.append(text)
         elif isinstance(item, Table):
-            blocks.append(table_text([[c.text for c in row.cells] for row in item.rows]))
+            blocks.append(pipe_table(docx_cells(item)))
     return LoadedDocument(title=title.strip(), type="docx", sections=[Section("\n\n".join(blocks))])
 
 
-def load_pptx(path: Path, data: bytes) -> LoadedDocument:
+def load_pptx(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
     import zipfile
 
     from pptx import Presentation
 
-    check_zip(data, "PPTX")
+    check_zip(data, "PPTX", int(options.max_unzipped_mb * 2**20))
     try:
         deck = Presentation(io.BytesIO(data))
     except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError) as exc:
@@ -70,8 +72,7 @@ def load_pptx(path: Path, data: bytes) -> LoadedDocument:
                     if not title and shape == getattr(slide.shapes, "title", None):
                         title = text
             elif getattr(shape, "has_table", False) and shape.has_table:
-                rows = [[cell.text for cell in row.cells] for row in shape.table.rows]
-                parts.append(table_text(rows))
+                parts.append(pipe_table(pptx_cells(shape.table)))
         if slide.has_notes_slide:
             notes = slide.notes_slide.notes_text_frame
             if notes is not None and notes.text.strip():
@@ -81,3 +82,39 @@ def load_pptx(path: Path, data: bytes) -> LoadedDocument:
                           pages=len(sections))
 
 
+def docx_cells(table: Any) -> list[list[Cell]]:
+    """python-docx repeats a merged cell in every grid column it spans: each becomes one
+    spanning cell. A vertical merge keeps its text in every row (python-docx gives it so),
+    like an HTML rowspan: each row reads on its own."""
+    rows = []
+    for row in table.rows:
+        cells, col = [], row.grid_cols_before
+        grid = row.cells
+        while col - row.grid_cols_before < len(grid):
+            cell = grid[col - row.grid_cols_before]
+            span = max(1, cell.grid_span)
+            cells.append(Cell(cell.text, col, span))
+            col += span
+        rows.append(cells)
+    return rows
+
+
+def pptx_cells(table: Any) -> list[list[Cell]]:
+    """python-pptx leaves the cells a merge covers empty (`is_spanned`): the origin spans
+    its columns, and is repeated in the rows it covers, as for DOCX and HTML."""
+    below: dict[tuple[int, int], Cell] = {}
+    rows = []
+    for r, row in enumerate(table.rows):
+        cells = []
+        for c, cell in enumerate(row.cells):
+            if (r, c) in below:
+                cells.append(below.pop((r, c)))
+            elif cell.is_merge_origin:
+                origin = Cell(cell.text, c, cell.span_width)
+                cells.append(origin)
+                for down in range(1, cell.span_height):
+                    below[(r + down, c)] = origin
+            elif not cell.is_spanned:
+                cells.append(Cell(cell.text, c))
+        rows.append(cells)
+    return rows

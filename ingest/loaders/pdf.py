@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import LoadError
 from ingest.loaders.base import LoadedDocument, Section, short
+from ingest.loaders.pdf_tables import page_text
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -27,10 +28,11 @@ _FEW_CHARS = 32
 _MAX_PIXELS = 40_000_000
 
 
-def load_pdf(path: Path, data: bytes) -> LoadedDocument:
+def load_pdf(path: Path, data: bytes, find_tables: bool = True) -> LoadedDocument:
     """Text per page with PDFium (pypdfium2, the Chromium PDF engine): about ten times
     faster than pure-Python parsers on the sample documents, and it releases the GIL while
-    it works, so parsing runs beside the embedding model."""
+    it works, so parsing runs beside the embedding model. `find_tables=False` keeps ruled
+    tables as PDFium's loose text (bench/loaders.py compares the two)."""
     import pypdfium2 as pdfium
 
     if not data.lstrip()[:5].startswith(b"%PDF"):
@@ -50,7 +52,8 @@ def load_pdf(path: Path, data: bytes) -> LoadedDocument:
                 page = document[number - 1]
                 textpage = page.get_textpage()
                 try:
-                    text = textpage.get_text_range()
+                    # Ruled tables become pipe tables (ingest/loaders/pdf_tables.py).
+                    text = page_text(page, textpage, find_tables)
                     if _is_scan(page, text):
                         scans.append(number)
                 finally:

@@ -228,3 +228,80 @@ def test_short_text_is_one_chunk(counter: TokenCounter) -> None:
 def test_unbreakable_run_still_within_size(counter: TokenCounter) -> None:
     chunks = split(counter, [Section("这是一个很长的句子" * 120)], 64, 8)
     assert max(c.tokens for c in chunks) <= 64
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+TABLE_HEADER = "| Harbour | Vessel. Owner | Tonnes | Year |\n| --- | --- | --- | --- |\n"
+
+
+def table_rows(rng: random.Random, n: int) -> list[str]:
+    """Rows whose cells hold sentence ends ("Co. Ltd"), so a cut inside a row is possible."""
+    return [f"| {rng.choice(WORDS).capitalize()} {i} | {rng.choice(WORDS)} Co. Ltd. "
+            f"{rng.choice(WORDS)} | {rng.randint(1, 99_999):,} | {1900 + i % 120} |"
+            for i in range(n)]
+
+
+def table_doc(rng: random.Random, n: int, header: str = TABLE_HEADER) -> str:
+    return (prose(rng, 3) + "\n\n" + header + "\n".join(table_rows(rng, n)) + "\n\n"
+            + prose(rng, 3))
+
+
+# Sizes where the header and a row fit in one core (below that, rows are cut like long lines).
+@pytest.mark.parametrize(("size", "overlap"), [s for s in SIZES if s[0] >= 64] + [(128, 8)])
+def test_table_split_repeats_its_header_and_counts_stay_exact(counter: TokenCounter, size: int,
+                                                              overlap: int) -> None:
+    rng = random.Random(size + overlap)
+    text = table_doc(rng, 120)
+    sections = [Section(text, 4, "sheet Q3")]
+    chunks = split(counter, sections, size, overlap)
+    table_start, table_end = text.index(TABLE_HEADER), text.rindex("|\n\n") + 2
+    body = table_start + len(TABLE_HEADER)
+    inside = [c for c in chunks if body < c.char_start < table_end]
+    assert len(inside) >= 3, "the table should span several chunks"
+    for c in chunks:
+        assert counter.count(c.text) == c.tokens <= size
+        assert counter.count(c.core) == c.core_tokens <= size - overlap
+        assert c.page_label == "sheet Q3" and c.page == 4
+        # Cuts inside the table fall at row starts, and never between the header and row one.
+        for cut in (c.char_start, c.char_end):
+            if table_start < cut < table_end:
+                assert text[cut - 1] == "\n" and text[cut] == "|", text[cut - 20:cut + 20]
+                assert cut > text.index("\n", body)
+    for c in inside:
+        assert c.text.startswith(TABLE_HEADER), c.text[:80]
+        assert c.table_header == len(TABLE_HEADER)
+        # After the header: the contiguous overlap, then the core.
+        rest = c.text[c.table_header:]
+        assert text[c.char_start - (c.core_offset - c.table_header):c.char_end] == rest
+        assert TABLE_HEADER not in c.core
+        rows = text[c.char_start:min(c.char_end, table_end)].strip("\n").split("\n")
+        assert all(line.startswith("| ") and line.endswith(" |") for line in rows)
+    for c in chunks:
+        if c not in inside:
+            assert c.table_header == 0
+    # Cores still tile the section: passages joined from them hold the header once.
+    assert "".join(c.core for c in chunks) == text
+    assert counter.count(text) == sum(c.core_tokens for c in chunks)
+
+
+def test_table_rows_stay_whole_when_overlap_covers_the_header(counter: TokenCounter) -> None:
+    """A chunk whose overlap already reaches back over the header does not repeat it."""
+    rng = random.Random(9)
+    text = "Intro.\n\n" + TABLE_HEADER + "\n".join(table_rows(rng, 6)) + "\n"
+    for c in split(counter, [Section(text)], 96, 80):
+        assert c.text.count(TABLE_HEADER) <= 1
+        assert counter.count(c.text) == c.tokens <= 96
+
+
+def test_header_longer_than_half_a_chunk_is_not_repeated(counter: TokenCounter) -> None:
+    rng = random.Random(5)
+    names = " | ".join(f"{rng.choice(WORDS)} column {i}" for i in range(30))
+    header = f"| {names} |\n|" + " --- |" * 30 + "\n"
+    text = table_doc(rng, 80, header)
+    chunks = split(counter, [Section(text)], 128, 16)
+    assert len(chunks) > 4
+    for c in chunks:
+        assert c.table_header == 0
+        assert counter.count(c.text) == c.tokens <= 128
+    assert "".join(c.core for c in chunks) == text

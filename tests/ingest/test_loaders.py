@@ -25,7 +25,8 @@ def full_text(doc: LoadedDocument) -> str:
 @pytest.mark.parametrize(("name", "kind"), [
     ("a.pdf", "pdf"), ("A.PDF", "pdf"), ("a.docx", "docx"), ("a.pptx", "pptx"),
     ("a.html", "html"), ("a.htm", "html"), ("a.md", "markdown"), ("a.markdown", "markdown"),
-    ("a.txt", "text"), ("a.rst", "text"), ("a.csv", "text"), ("a.py", "code"), ("a.ts", "code"),
+    ("a.txt", "text"), ("a.rst", "text"), ("a.csv", "csv"), ("a.TSV", "csv"),
+    ("a.xlsx", "xlsx"), ("a.ods", "ods"), ("a.py", "code"), ("a.ts", "code"),
     ("a.yaml", "code"), ("Makefile", "code"), ("Dockerfile", "code"),
     ("a.png", "image"), ("a.TIFF", "image"), ("a.xyz", None), ("a.doc", None), ("noext", None),
 ])

@@ -79,6 +79,8 @@ def test_citation_title() -> None:
     assert citation_title(c) == "[1] lighthouse.md"
     assert citation_title({**c, "page": 3, "inferred": True}) == "[1] lighthouse.md, p. 3 · inferred"
     assert citation_title({**c, "page": 3, "ocr": True}) == "[1] lighthouse.md, p. 3 · OCR"
+    # A sheet is named, not numbered.
+    assert citation_title({**c, "page": 2, "page_label": "sheet Q3"}) == "[1] lighthouse.md, sheet Q3"
 
 
 def test_highlight_marks_the_quote_and_escapes() -> None:
