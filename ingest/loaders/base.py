@@ -27,8 +27,8 @@ class Section:
 
     text: str
     page: int | None = None
-    ocr: bool = False  # read by OCR from an image of the page
     label: str | None = None  # how citations name the page (`sheet Q3`), when not "page N"
+    ocr: bool = False  # read by OCR from an image of the page
 
 
 @dataclass(frozen=True)
@@ -144,9 +144,9 @@ MAX_ZIP_MEMBERS = 50_000
 def check_zip(data: bytes, what: str, max_bytes: int = MAX_UNZIPPED_BYTES) -> zipfile.ZipFile:
     """The zip archive in `data`, refused with a LoadError when it is not one, is encrypted,
     or declares an uncompressed size (over `max_bytes`: `ingest.max_unzipped_mb`) or ratio
-    beyond the bounds above. A member whose header
-    lies about its size cannot get past them either: zipfile stops inflating at the declared
-    size and then fails the CRC check (BadZipFile, which the loaders report as corrupt)."""
+    beyond the bounds above. A member whose header lies about its size cannot get past them
+    either: zipfile stops inflating at the declared size and then fails the CRC check
+    (BadZipFile, which the loaders report as corrupt)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
@@ -159,8 +159,10 @@ def check_zip(data: bytes, what: str, max_bytes: int = MAX_UNZIPPED_BYTES) -> zi
         raise LoadError(f"encrypted {what}: a password is needed to read it")
     unzipped = sum(m.file_size for m in members)
     packed = max(1, sum(m.compress_size for m in members))
-    if unzipped > max_bytes or (
-            unzipped > MIN_RATIO_BYTES and unzipped / packed > MAX_ZIP_RATIO):
+    if unzipped > max_bytes:
+        raise LoadError(f"refused {what}: it would unzip to {unzipped / 2**20:,.0f} MB, over the "
+                        f"{max_bytes / 2**20:,.0f} MB bound (ingest.max_unzipped_mb)")
+    if unzipped > MIN_RATIO_BYTES and unzipped / packed > MAX_ZIP_RATIO:
         raise LoadError(f"refused {what}: it would unzip to {unzipped / 2**20:,.0f} MB from "
                         f"{len(data) / 2**20:,.1f} MB (a zip bomb?)")
     return archive
