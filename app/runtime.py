@@ -7,7 +7,8 @@ from types import TracebackType
 from typing import Any
 
 from core.settings import Settings
-from ingest.store import LIVE, Store, Where, open_store
+from ingest.payload import count_documents
+from ingest.store import Store, open_store
 
 
 def sample_dir() -> Path:
@@ -38,7 +39,7 @@ class Runtime:
         return self._embedder
 
     def document_count(self) -> int:
-        return self.store.count(Where(equals={"chunk_index": 0, "state": LIVE}))
+        return count_documents(self.store)
 
     def retriever(self) -> Any:
         from ingest.tokenizer import load_tokenizer

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from app.citations import Citation, cite
-from core.errors import RagError, SettingsError
 from app.llm import LLMClient, ModelInfo, PromptTooLongError
 from app.runtime import Runtime
+from core.errors import RagError, SettingsError
 from core.settings import Settings
 from ingest.tokenizer import load_gguf_counter, load_tokenizer
 from retrieval.budget import Budget, compute_budget

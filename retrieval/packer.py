@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from core.choices import Layout
 from ingest.chunker import PASSAGE_END
+from ingest.payload import ChunkPayload
 from ingest.tokenizer import TokenCounter
-
-Layout = Literal["document", "relevance", "edges"]
 
 
 @dataclass(frozen=True)
@@ -38,15 +38,17 @@ class ChunkRef:
     doc_hash: str = ""
 
     @classmethod
-    def from_payload(cls, point_id: str, p: dict[str, Any]) -> ChunkRef:
-        text = p.get("text", "")
+    def from_payload(cls, point_id: str, payload: dict[str, Any]) -> ChunkRef:
+        return cls.from_chunk(point_id, ChunkPayload.from_payload(payload))
+
+    @classmethod
+    def from_chunk(cls, point_id: str, p: ChunkPayload) -> ChunkRef:
         return cls(
-            id=point_id, document_id=p["document_id"], source=p.get("source", ""),
-            title=p.get("title", ""), type=p.get("type", ""), page=p.get("page"),
-            section=int(p.get("section", 0)), index=int(p["chunk_index"]),
-            core=text[int(p.get("core_offset", 0)):], core_tokens=int(p.get("core_tokens", 0)),
-            end_tokens=int(p.get("end_tokens", 0)), content_hash=p.get("content_hash", ""),
-            tokenizer=p.get("tokenizer", ""), doc_hash=p.get("doc_hash", ""),
+            id=point_id, document_id=p.document_id, source=p.source, title=p.title,
+            type=p.type, page=p.page, section=int(p.section), index=int(p.chunk_index),
+            core=p.text[int(p.core_offset):], core_tokens=int(p.core_tokens),
+            end_tokens=int(p.end_tokens), content_hash=p.content_hash, tokenizer=p.tokenizer,
+            doc_hash=p.doc_hash,
         )
 
 
@@ -138,7 +140,7 @@ def render(passages: Iterable[Passage]) -> str:
 
 
 class Packer:
-    def __init__(self, counter: TokenCounter, neighbours: int = 1, layout: Layout = "document"):
+    def __init__(self, counter: TokenCounter, neighbours: int = 1, layout: Layout = Layout.DOCUMENT):
         self.counter = counter
         self.neighbours = neighbours
         self.layout = layout

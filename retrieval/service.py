@@ -11,21 +11,18 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from core.choices import ContextMode, Layout, SearchMode
 from core.errors import SettingsError
 from core.settings import Settings
-from ingest.pipeline import point_id
+from ingest.payload import ChunkPayload, manifest, point_id
 from ingest.sparse import SparseEncoder
 from ingest.store import LIVE, Store, Where
 from ingest.tokenizer import TokenCounter
 from retrieval.budget import Budget, compute_budget
 from retrieval.packer import ChunkRef, Hit, LeftOut, Packer, Packing, header_for
 from retrieval.prompt import ChatFormat, Message, prompt_overhead
-
-SearchMode = Literal["hybrid", "dense", "keyword"]
-ContextMode = Literal["auto", "full", "retrieve"]
-Layout = Literal["document", "relevance", "edges"]
 
 
 @dataclass(frozen=True)
@@ -96,13 +93,13 @@ class Retriever:
         self.embedder = embedder
         self.counter = counter
         self.sparse = sparse or SparseEncoder()
-        self._manifest: tuple[int, float, list[dict[str, Any]]] | None = None
+        self._manifest: tuple[int, float, list[ChunkPayload]] | None = None
         self._last_query: tuple[tuple[str, str], Any, Any] | None = None
 
     MANIFEST_TTL_S = 5.0
 
     # -- documents and filters ------------------------------------------------------------
-    def _documents(self) -> list[dict[str, Any]]:
+    def _documents(self) -> list[ChunkPayload]:
         """Every live document's first chunk (its manifest entry), cached until the store is
         written; a shared server, where other processes write, is re-read every few seconds."""
         now = time.monotonic()
@@ -111,30 +108,26 @@ class Retriever:
         if cached is not None and cached[0] == key and (
                 self.store.kind == "edge" or now - cached[1] < self.MANIFEST_TTL_S):
             return cached[2]
-        where = Where(equals={"chunk_index": 0, "state": LIVE})
-        docs = sorted((p.payload for p in self.store.scroll(where)),
-                      key=lambda d: (d.get("source", ""), d["document_id"]))
-        for d in docs:
-            d.pop("text", None)  # the manifest needs the document fields only
+        docs = sorted(manifest(self.store), key=lambda d: (d.source, d.document_id))
         self._manifest = (key, now, docs)
         return docs
 
-    def _select(self, docs: list[dict[str, Any]], f: Filters) -> list[dict[str, Any]]:
+    def _select(self, docs: list[ChunkPayload], f: Filters) -> list[ChunkPayload]:
         chosen = docs
         if f.document_ids:
             wanted = set(f.document_ids)
-            chosen = [d for d in chosen if d["document_id"] in wanted]
+            chosen = [d for d in chosen if d.document_id in wanted]
         if f.types:
             types = {t.lower().lstrip(".") for t in f.types}
-            chosen = [d for d in chosen if d.get("type") in types]
+            chosen = [d for d in chosen if d.type in types]
         if f.path:
             pattern = f.path
             if not os.path.isabs(pattern):
                 pattern = os.path.abspath(pattern)
             if _glob(f.path):
-                chosen = [d for d in chosen if fnmatch.fnmatch(d.get("source", ""), pattern)]
+                chosen = [d for d in chosen if fnmatch.fnmatch(d.source, pattern)]
             else:
-                chosen = [d for d in chosen if d.get("source", "").startswith(pattern)]
+                chosen = [d for d in chosen if d.source.startswith(pattern)]
         return chosen
 
     # -- the whole job --------------------------------------------------------------------
@@ -161,7 +154,7 @@ class Retriever:
         docs = self._documents()
         selected = self._select(docs, o.filters) if o.filters.active else docs
         filtered_out = [
-            LeftOut("filter", d["document_id"], d.get("source", ""))
+            LeftOut("filter", d.document_id, d.source)
             for d in docs if o.filters.active and d not in selected
         ][:100]
 
@@ -247,31 +240,31 @@ class Retriever:
             neighbours -= 1
         return neighbours
 
-    def _try_whole(self, selected: list[dict[str, Any]], available: int, packer: Packer,
+    def _try_whole(self, selected: list[ChunkPayload], available: int, packer: Packer,
                    forced: bool) -> Packing | None:
         """Whole documents when they all fit (auto), or as many as fit (full). A file
         stored twice (a copy under another name) goes in once: the first by path."""
         first: dict[str, str] = {}
         copies = []
         for d in selected:
-            key = d.get("file_hash") or d["document_id"]
-            if first.setdefault(key, d["document_id"]) != d["document_id"]:
-                copies.append(LeftOut("duplicate", d["document_id"], d.get("source", "")))
+            key = d.file_hash or d.document_id
+            if first.setdefault(key, d.document_id) != d.document_id:
+                copies.append(LeftOut("duplicate", d.document_id, d.source))
         if copies:
             dropped = {x.document_id for x in copies}
-            selected = [d for d in selected if d["document_id"] not in dropped]
+            selected = [d for d in selected if d.document_id not in dropped]
         if not forced:
-            estimate = sum(int(d.get("doc_tokens", 0)) for d in selected)
-            estimate += sum(max(1, int(d.get("pages") or 1)) for d in selected) * \
-                self.counter.count(header_for(999, ChunkRef.from_payload("", selected[0])))
+            estimate = sum(int(d.doc_tokens) for d in selected)
+            estimate += sum(max(1, int(d.pages or 1)) for d in selected) * \
+                self.counter.count(header_for(999, ChunkRef.from_chunk("", selected[0])))
             # Cheap bound first: fetching every chunk only pays when it may fit.
             if estimate > available * 1.05:
                 return None
-        ids = tuple(d["document_id"] for d in selected)
+        ids = tuple(d.document_id for d in selected)
         by_doc: dict[str, list[ChunkRef]] = {i: [] for i in ids}
         for point in self.store.scroll(Where(equals={"state": LIVE}, any_of={"document_id": ids})):
-            by_doc[point.payload["document_id"]].append(ChunkRef.from_payload(point.id,
-                                                                              point.payload))
+            chunk = ChunkRef.from_payload(point.id, point.payload)
+            by_doc[chunk.document_id].append(chunk)
         packing = packer.pack_whole([by_doc[i] for i in ids], available)
         if not forced and packing.left_out:
             return None
@@ -302,14 +295,14 @@ class Retriever:
         self._last_query = ((question, mode), dense, sparse)
         return dense, sparse
 
-    def _search(self, question: str, mode: SearchMode, selected: list[dict[str, Any]],
+    def _search(self, question: str, mode: SearchMode, selected: list[ChunkPayload],
                 filtered: bool, available: int, limit: int) -> tuple[list[Hit], bool]:
         """The hits, best first, and whether the store had more (the limit was reached)."""
         per_chunk = self._chunk_tokens
         r = self.settings.retrieval
         where = Where(equals={"state": LIVE})
         if filtered:
-            where = where.and_(Where(any_of={"document_id": tuple(d["document_id"]
+            where = where.and_(Where(any_of={"document_id": tuple(d.document_id
                                                                   for d in selected)}))
         dense, sparse = self._query_vectors(question, mode)
         points = self.store.query(dense=dense, sparse=sparse, mode=mode, where=where,
@@ -333,10 +326,10 @@ class Retriever:
         of a needle, found by keywords alone) below chunks both find half-well; at a small
         budget it is then left out. The top PROMOTE of each search, alternating, go first."""
         leaders: list[list[str]] = []
-        for mode in ("dense", "keyword"):
-            top = self.store.query(dense=dense if mode == "dense" else None,
-                                   sparse=sparse if mode == "keyword" else None,
-                                   mode=mode, where=where, limit=self.PROMOTE)  # type: ignore[arg-type]
+        for mode in (SearchMode.DENSE, SearchMode.KEYWORD):
+            top = self.store.query(dense=dense if mode == SearchMode.DENSE else None,
+                                   sparse=sparse if mode == SearchMode.KEYWORD else None,
+                                   mode=mode, where=where, limit=self.PROMOTE)
             leaders.append([p.id for p in top])
         order: list[str] = []
         for pair in zip(*[ids + [""] * (self.PROMOTE - len(ids)) for ids in leaders], strict=True):
@@ -363,7 +356,8 @@ class Retriever:
                     wanted.add(point_id(c.document_id, c.doc_hash, i))
         found: dict[tuple[str, int], ChunkRef] = {}
         for point in self.store.retrieve(sorted(wanted)):
-            if point.payload.get("state") == LIVE:
-                ref = ChunkRef.from_payload(point.id, point.payload)
+            payload = ChunkPayload.from_payload(point.payload)
+            if payload.state == LIVE:
+                ref = ChunkRef.from_chunk(point.id, payload)
                 found[(ref.document_id, ref.index)] = ref
         return found

@@ -14,6 +14,7 @@ from app.api.errors import envelope
 from app.api.metrics import CONTENT_TYPE
 from app.api.routes_query import ERRORS
 from app.api.schemas import MAX_HISTORY, ConfigOut, ErrorEnvelope, Health, Readiness
+from core.choices import ContextMode, Layout, SearchMode, names
 from ingest.loaders import supported_extensions
 from serving.readiness import is_ready
 
@@ -86,6 +87,8 @@ def config(state: StateDep) -> dict[str, Any]:
         "defaults": {"budget_tokens": min(max(r.budget_tokens, api.min_budget_tokens),
                                           api.max_budget_tokens),
                      "layout": r.layout, "mode": r.search_mode, "context": r.context_mode},
+        "choices": {"layout": names(Layout), "mode": names(SearchMode),
+                    "context": names(ContextMode)},
         "limits": {"max_question_chars": api.max_question_chars,
                    "min_budget_tokens": api.min_budget_tokens,
                    "max_budget_tokens": api.max_budget_tokens,

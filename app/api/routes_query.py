@@ -21,6 +21,7 @@ from app.api.schemas import (
     RetrieveRequest,
     RetrieveResponse,
 )
+from core.choices import ContextMode, Layout, SearchMode
 from retrieval.prompt import Message
 from retrieval.service import Filters, RetrieveOptions
 
@@ -36,8 +37,9 @@ _SSE_DOC = (
 )
 
 
-def options(state: ApiState, question: str, budget_tokens: int | None, layout: str | None,
-            mode: str | None, context: str | None, filters: FiltersIn | None) -> RetrieveOptions:
+def options(state: ApiState, question: str, budget_tokens: int | None, layout: Layout | None,
+            mode: SearchMode | None, context: ContextMode | None,
+            filters: FiltersIn | None) -> RetrieveOptions:
     """Request fields → RetrieveOptions, with the configured limits (api.*)."""
     api = state.settings.api
     if len(question) > api.max_question_chars:
@@ -53,8 +55,7 @@ def options(state: ApiState, question: str, budget_tokens: int | None, layout: s
             budget_tokens = min(max(default, api.min_budget_tokens), api.max_budget_tokens)
     f = filters or FiltersIn(path=None)
     return RetrieveOptions(
-        budget_tokens=budget_tokens, layout=layout, search_mode=mode,  # type: ignore[arg-type]
-        context_mode=context,  # type: ignore[arg-type]
+        budget_tokens=budget_tokens, layout=layout, search_mode=mode, context_mode=context,
         filters=Filters(tuple(f.document_ids), f.path or None, tuple(f.types)))
 
 
