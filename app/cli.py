@@ -420,17 +420,8 @@ def run(
     import os
     import subprocess
 
-    from app.runtime import Runtime, sample_dir
-    from ingest.pipeline import ingest as run_ingest
-
     s = settings()
-    with Runtime(s) as rt:
-        if not rt.document_count():
-            out.print(f"The store is empty: ingesting the built-in sample ({sample_dir()}).")
-            report = run_ingest(s, [sample_dir()], store=rt.store, embedder=rt.embedder())
-            out.print(f"Ingested {report.count('new')} documents, {report.chunks} chunks.")
-        else:
-            out.print(f"{rt.document_count()} documents in collection '{s.store.collection}'.")
+    _ingest_sample_if_empty(s)
     if check:
         from app.service import RagService
 
@@ -472,6 +463,19 @@ def run(
         if ui is not None:
             ui.terminate()
             ui.wait(10)
+
+
+def _ingest_sample_if_empty(s: Settings) -> None:
+    from app.runtime import Runtime, sample_dir
+    from ingest.pipeline import ingest as run_ingest
+
+    with Runtime(s) as rt:
+        if not rt.document_count():
+            out.print(f"The store is empty: ingesting the built-in sample ({sample_dir()}).")
+            report = run_ingest(s, [sample_dir()], store=rt.store, embedder=rt.embedder())
+            out.print(f"Ingested {report.count('new')} documents, {report.chunks} chunks.")
+        else:
+            out.print(f"{rt.document_count()} documents in collection '{s.store.collection}'.")
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ payloads, ledgers and comparisons with plain strings are unchanged.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 
 class Layout(StrEnum):
@@ -37,3 +38,7 @@ class ContextMode(StrEnum):
 def names(choices: type[StrEnum]) -> list[str]:
     """The choices' values, in definition order (the first is the default)."""
     return [c.value for c in choices]
+
+
+# The chat template a model reads its prompt in (llm.chat_format adds "auto": the model's own).
+ChatFormat = Literal["llama3", "chatml"]

@@ -47,6 +47,33 @@ class RetrieveOptions:
     history: tuple[Message, ...] = ()
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A retrieval's choices: the request's options over the configured defaults."""
+
+    question: str
+    history: tuple[Message, ...]
+    requested: int
+    layout: Layout
+    search_mode: SearchMode
+    context_mode: ContextMode
+    neighbours: int
+    filters: Filters
+
+
+@dataclass
+class Selection:
+    """The live documents, those the filters choose, and those they leave out."""
+
+    docs: list[ChunkPayload]
+    selected: list[ChunkPayload]
+    filtered_out: list[LeftOut]
+
+    @property
+    def filtered(self) -> bool:
+        return len(self.selected) < len(self.docs)
+
+
 @dataclass
 class Retrieval:
     question: str
@@ -57,6 +84,8 @@ class Retrieval:
     seconds: float
     message: str = ""
     filtered_out: list[LeftOut] = field(default_factory=list)
+    search_query: str = ""  # the text searched for, when not the question alone
+    reused: bool = False  # a follow-up's: the previous answer's context, kept
 
     def to_dict(self, with_context: bool = False) -> dict[str, Any]:
         p = self.packing
@@ -130,10 +159,22 @@ class Retriever:
                 chosen = [d for d in chosen if d.source.startswith(pattern)]
         return chosen
 
-    # -- the whole job --------------------------------------------------------------------
+    # -- the whole job, stage by stage ---------------------------------------------------
     def retrieve(self, question: str, options: RetrieveOptions | None = None,
-                 context_window: int | None = None) -> Retrieval:
+                 context_window: int | None = None, search: str | None = None) -> Retrieval:
+        """The packed context for `question` (the prompt's question; `search`, when given,
+        is the text searched for instead) in `context_window` (else the configured one)."""
         started = time.perf_counter()
+        plan = self.plan(question, options)
+        budget = self.budget_for(plan.question, plan.history, plan.requested, context_window)
+        selection = self.select(plan.filters)
+        packing, candidates, message = self.fill(plan, budget, selection,
+                                                 search or plan.question)
+        return Retrieval(plan.question, budget, packing, plan.search_mode, candidates,
+                         time.perf_counter() - started, message, selection.filtered_out)
+
+    def plan(self, question: str, options: RetrieveOptions | None = None) -> Plan:
+        """The options over the configured defaults, checked."""
         o = options or RetrieveOptions()
         r = self.settings.retrieval
         question = question.strip()
@@ -142,72 +183,84 @@ class Retriever:
         requested = o.budget_tokens or r.budget_tokens
         if requested < 1:
             raise SettingsError("budget_tokens: must be positive")
-        layout = o.layout or r.layout
-        search_mode = o.search_mode or r.search_mode
-        context_mode = o.context_mode or r.context_mode
-        neighbours = r.neighbours if o.neighbours is None else o.neighbours
-        budget = compute_budget(
-            requested, context_window or r.context_window, r.answer_reserve,
-            prompt_overhead(self.counter, question, list(o.history), self.chat_format))
-        packer = Packer(self.counter, neighbours, layout)
+        return Plan(question, o.history, requested, o.layout or r.layout,
+                    o.search_mode or r.search_mode, o.context_mode or r.context_mode,
+                    r.neighbours if o.neighbours is None else o.neighbours, o.filters)
 
+    def budget_for(self, question: str, history: tuple[Message, ...], requested: int,
+                   context_window: int | None = None) -> Budget:
+        """The budget for this question and conversation in the model's window: what the
+        prompt and the answer reserve leave for passages."""
+        r = self.settings.retrieval
+        return compute_budget(
+            requested, context_window or r.context_window, r.answer_reserve,
+            prompt_overhead(self.counter, question, list(history), self.chat_format))
+
+    def select(self, filters: Filters) -> Selection:
+        """The documents the filters choose, and the ones they leave out (listed, up to 100)."""
         docs = self._documents()
-        selected = self._select(docs, o.filters) if o.filters.active else docs
+        selected = self._select(docs, filters) if filters.active else docs
         filtered_out = [
             LeftOut("filter", d.document_id, d.source)
-            for d in docs if o.filters.active and d not in selected
+            for d in docs if filters.active and d not in selected
         ][:100]
+        return Selection(docs, selected, filtered_out)
 
-        def done(packing: Packing, candidates: int, message: str = "") -> Retrieval:
-            return Retrieval(question, budget, packing, search_mode, candidates,
-                             time.perf_counter() - started, message, filtered_out)
-
-        empty = Packing([], [], 0, budget.available, layout, "retrieve", self.counter.name)
-        if not docs:
-            return done(empty, 0, "the collection is empty: ingest documents first "
-                                  "(rag ingest PATH)")
-        if not selected:
-            return done(empty, 0, "no document matches the filter")
+    def fill(self, plan: Plan, budget: Budget, selection: Selection,
+             query: str) -> tuple[Packing, int, str]:
+        """(packing, candidates searched, message): whole documents when the context mode
+        allows and they fit, else searched passages; an empty packing says why."""
+        if not selection.docs:
+            return self._empty(plan, budget), 0, ("the collection is empty: ingest documents "
+                                                  "first (rag ingest PATH)")
+        if not selection.selected:
+            return self._empty(plan, budget), 0, "no document matches the filter"
         if budget.available == 0:
             need = budget.answer_reserve + budget.prompt_tokens
-            return done(empty, 0, f"budget too small: {min(requested, budget.context_window)} "
-                                  f"tokens leave nothing for passages after {need} for the "
-                                  "prompt and the answer reserve")
-
-        if context_mode in ("auto", "full"):
-            whole = self._try_whole(selected, budget.available, packer, forced=context_mode == "full")
+            return self._empty(plan, budget), 0, (
+                f"budget too small: {min(plan.requested, budget.context_window)} tokens leave "
+                f"nothing for passages after {need} for the prompt and the answer reserve")
+        if plan.context_mode in (ContextMode.AUTO, ContextMode.FULL):
+            whole = self._try_whole(selection.selected, budget.available,
+                                    Packer(self.counter, plan.neighbours, plan.layout),
+                                    forced=plan.context_mode == ContextMode.FULL)
             if whole is not None:
-                return done(whole, 0)
+                return whole, 0, ""
+        return self.search_and_pack(plan, budget, selection, query)
 
-        narrowed = self._neighbours_for(budget.available, neighbours)
-        if narrowed != neighbours:
-            packer = Packer(self.counter, narrowed, layout)
-        filtered = len(selected) < len(docs)
+    def search_and_pack(self, plan: Plan, budget: Budget, selection: Selection,
+                        query: str) -> tuple[Packing, int, str]:
+        """Searched hits widened by neighbours and packed, searching wider while the budget
+        is left short and the store has more."""
+        available = budget.available
+        narrowed = self._neighbours_for(available, plan.neighbours)
+        packer = Packer(self.counter, narrowed, plan.layout)
         # Hits widened by neighbours fill the budget with fewer of them: search for that
         # many first, and for enough single chunks only when those left room unfilled
         # (hits that touch share neighbours, so each adds less).
-        limit = self._candidates(budget.available, 1 + narrowed)
-        hits, more = self._search(question, search_mode, selected, filtered, budget.available,
-                                  limit)
+        limit = self._candidates(available, 1 + narrowed)
+        hits, more = self._search(query, plan.search_mode, selection, available, limit)
         if not hits:
-            return done(empty, 0, "no passage matches the question")
-        packing = self._pack(packer, hits, narrowed, budget.available)
+            return self._empty(plan, budget), 0, "no passage matches the question"
+        packing = self._pack(packer, hits, narrowed, available)
         # Duplicates (copies of a file) and touching hits add less than a widened hit each:
         # while that leaves the budget short and the store has more, search wider.
-        wider = self._candidates(budget.available, 1)
+        wider = self._candidates(available, 1)
         for _ in range(self.REFILL_ROUNDS):
-            if not more or packing.used_tokens >= budget.available * self.REFILL_BELOW:
+            if not more or packing.used_tokens >= available * self.REFILL_BELOW:
                 break
             limit = min(max(wider, 2 * limit), self.settings.retrieval.max_candidates)
             if limit <= len(hits):
                 break
-            hits, more = self._search(question, search_mode, selected, filtered,
-                                      budget.available, limit)
-            packing = self._pack(packer, hits, narrowed, budget.available)
-        if narrowed != neighbours:
-            packing.notes.append(f"neighbours {neighbours} -> {narrowed}: the budget holds fewer "
-                                 f"than {self.MIN_PASSAGES} widened passages")
-        return done(packing, len(hits))
+            hits, more = self._search(query, plan.search_mode, selection, available, limit)
+            packing = self._pack(packer, hits, narrowed, available)
+        if narrowed != plan.neighbours:
+            packing.notes.append(f"neighbours {plan.neighbours} -> {narrowed}: the budget holds "
+                                 f"fewer than {self.MIN_PASSAGES} widened passages")
+        return packing, len(hits), ""
+
+    def _empty(self, plan: Plan, budget: Budget) -> Packing:
+        return Packing([], [], 0, budget.available, plan.layout, "retrieve", self.counter.name)
 
     MIN_PASSAGES = 8  # a budget too small for this many widened hits packs bare hits
     REFILL_BELOW = 0.9  # search again, for more candidates, when less of the budget is used
@@ -224,12 +277,10 @@ class Retriever:
         """The `n` best chunks for `query` under the options' mode and filters, as `retrieve`
         ranks them (no packing)."""
         mode = options.search_mode or self.settings.retrieval.search_mode
-        docs = self._documents()
-        selected = self._select(docs, options.filters) if options.filters.active else docs
-        if not selected:
+        selection = self.select(options.filters)
+        if not selection.selected:
             return []
-        hits, _ = self._search(query, mode, selected, len(selected) < len(docs), available,
-                               self._candidates(available, 1))
+        hits, _ = self._search(query, mode, selection, available, self._candidates(available, 1))
         return hits[:n]
 
     def _neighbours_for(self, available: int, neighbours: int) -> int:
@@ -295,15 +346,15 @@ class Retriever:
         self._last_query = ((question, mode), dense, sparse)
         return dense, sparse
 
-    def _search(self, question: str, mode: SearchMode, selected: list[ChunkPayload],
-                filtered: bool, available: int, limit: int) -> tuple[list[Hit], bool]:
+    def _search(self, question: str, mode: SearchMode, selection: Selection, available: int,
+                limit: int) -> tuple[list[Hit], bool]:
         """The hits, best first, and whether the store had more (the limit was reached)."""
         per_chunk = self._chunk_tokens
         r = self.settings.retrieval
         where = Where(equals={"state": LIVE})
-        if filtered:
+        if selection.filtered:
             where = where.and_(Where(any_of={"document_id": tuple(d.document_id
-                                                                  for d in selected)}))
+                                                                  for d in selection.selected)}))
         dense, sparse = self._query_vectors(question, mode)
         points = self.store.query(dense=dense, sparse=sparse, mode=mode, where=where,
                                   limit=limit, rrf_k=r.rrf_k)

@@ -30,8 +30,7 @@ async def healthz() -> dict[str, str]:
 
 def _check_store(state: ApiState) -> tuple[bool, str]:
     try:
-        with state.service._lock:
-            n = state.service.runtime.document_count()
+        n = state.service.document_count()
         return True, f"{n} documents"
     except Exception as exc:
         return False, f"{type(exc).__name__}: {exc}"
@@ -40,7 +39,7 @@ def _check_store(state: ApiState) -> tuple[bool, str]:
 def _check_llm(state: ApiState) -> tuple[bool, str]:
     if not state.warm.is_set():
         return False, "starting (loading the embedder and reaching the LLM server)"
-    llm = state.service._llm
+    llm = state.service.llm_client()
     if llm is None:
         return False, state.warm_error or "no LLM client"
     up = [u for u in llm.urls if is_ready(u, llm.api_key, path="/models")]
@@ -76,7 +75,7 @@ async def metrics(state: StateDep) -> Response:
 @router.get("/v1/config", response_model=ConfigOut, responses=ERRORS)
 def config(state: StateDep) -> dict[str, Any]:
     """The served model and window, the request defaults and the limits."""
-    state.ensure_llm()
+    state.service.start_llm()
     served = state.service.served(require_server=False)
     s = state.settings
     r = s.retrieval

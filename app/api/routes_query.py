@@ -101,7 +101,7 @@ def retrieve(req: RetrieveRequest, state: StateDep) -> Response:
     The same object as `rag retrieve --json`, plus `context`."""
     opts = options(state, req.question, req.budget_tokens, req.layout, req.mode, req.context,
                    req.filters)
-    state.ensure_llm()
+    state.service.start_llm()
     result = state.service.retrieve(req.question, opts, history_of(req))
     data = result.to_dict(with_context=True)
     state.metrics.packed("/v1/retrieve", data)
@@ -126,7 +126,7 @@ def query(req: QueryRequest, state: StateDep) -> Response:
     """Answer a question from the documents, with citations and the context ledger."""
     opts = options(state, req.question, req.budget_tokens, req.layout, req.mode, req.context,
                    req.filters)
-    state.ensure_llm()
+    state.service.start_llm()
     events = state.service.stream(req.question, history_of(req), opts)
     if not req.stream:
         return JSONResponse(final_answer(state, "/v1/query", events))
