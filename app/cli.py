@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from core.choices import ContextMode, Layout, SearchMode
 from core.errors import RagError, SettingsError
 from core.settings import Settings, load_settings
 
@@ -24,6 +26,11 @@ app = typer.Typer(
 )
 documents_app = typer.Typer(help="List and delete stored documents.", no_args_is_help=True)
 app.add_typer(documents_app, name="documents")
+
+_C = TypeVar("_C", bound=StrEnum)
+LAYOUT_HELP = " | ".join(Layout)
+MODE_HELP = "Search mode: " + " | ".join(SearchMode)
+CONTEXT_HELP = " | ".join(ContextMode)
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -171,12 +178,10 @@ def retrieve(
     question: Annotated[str, typer.Argument(help="The question to find passages for.")],
     budget: Annotated[int | None, typer.Option(
         "--budget", min=1, help="Requested context budget in tokens.")] = None,
-    layout: Annotated[str | None, typer.Option(
-        help="document | relevance | edges")] = None,
-    mode: Annotated[str | None, typer.Option(
-        help="Search mode: hybrid | dense | keyword")] = None,
+    layout: Annotated[str | None, typer.Option(help=LAYOUT_HELP)] = None,
+    mode: Annotated[str | None, typer.Option(help=MODE_HELP)] = None,
     context: Annotated[str | None, typer.Option(
-        help="auto | full | retrieve (auto: whole documents when they fit)")] = None,
+        help=CONTEXT_HELP + " (auto: whole documents when they fit)")] = None,
     filters: Annotated[list[str] | None, typer.Option(
         "--filter", help="document=ID, path=PREFIX_OR_GLOB or type=pdf,docx; repeatable.")] = None,
     collection: Annotated[str | None, typer.Option(help="Collection to search.")] = None,
@@ -201,11 +206,10 @@ def _options(budget: int | None, layout: str | None, mode: str | None, context: 
              filters: list[str] | None) -> Any:
     from retrieval.service import RetrieveOptions
 
-    _check_choice("--layout", layout, ("document", "relevance", "edges"))
-    _check_choice("--mode", mode, ("hybrid", "dense", "keyword"))
-    _check_choice("--context", context, ("auto", "full", "retrieve"))
-    return RetrieveOptions(budget_tokens=budget, layout=layout, search_mode=mode,  # type: ignore[arg-type]
-                           context_mode=context, filters=_parse_filters(filters or []))  # type: ignore[arg-type]
+    return RetrieveOptions(budget_tokens=budget, layout=_choice("--layout", layout, Layout),
+                           search_mode=_choice("--mode", mode, SearchMode),
+                           context_mode=_choice("--context", context, ContextMode),
+                           filters=_parse_filters(filters or []))
 
 
 def _stream_answer(service: Any, question: str, history: tuple[Any, ...], options: Any,
@@ -236,9 +240,9 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question to answer from your documents.")],
     budget: Annotated[int | None, typer.Option(
         "--budget", min=1, help="Requested context budget in tokens.")] = None,
-    layout: Annotated[str | None, typer.Option(help="document | relevance | edges")] = None,
-    mode: Annotated[str | None, typer.Option(help="Search mode: hybrid | dense | keyword")] = None,
-    context: Annotated[str | None, typer.Option(help="auto | full | retrieve")] = None,
+    layout: Annotated[str | None, typer.Option(help=LAYOUT_HELP)] = None,
+    mode: Annotated[str | None, typer.Option(help=MODE_HELP)] = None,
+    context: Annotated[str | None, typer.Option(help=CONTEXT_HELP)] = None,
     filters: Annotated[list[str] | None, typer.Option(
         "--filter", help="document=ID, path=PREFIX_OR_GLOB or type=pdf,docx; repeatable.")] = None,
     collection: Annotated[str | None, typer.Option(help="Collection to search.")] = None,
@@ -256,7 +260,7 @@ def ask(
 def chat(
     budget: Annotated[int | None, typer.Option(
         "--budget", min=1, help="Requested context budget in tokens.")] = None,
-    layout: Annotated[str | None, typer.Option(help="document | relevance | edges")] = None,
+    layout: Annotated[str | None, typer.Option(help=LAYOUT_HELP)] = None,
     filters: Annotated[list[str] | None, typer.Option(
         "--filter", help="document=ID, path=PREFIX_OR_GLOB or type=pdf,docx; repeatable.")] = None,
     collection: Annotated[str | None, typer.Option(help="Collection to search.")] = None,
@@ -351,9 +355,14 @@ def _validated(section: Any, update: dict[str, Any], name: str) -> Any:
         raise SettingsError(f"{name}.{'.'.join(map(str, first['loc']))}", first["msg"]) from None
 
 
-def _check_choice(option: str, value: str | None, choices: tuple[str, ...]) -> None:
-    if value is not None and value not in choices:
-        raise SettingsError(option, f"'{value}' is not one of {', '.join(choices)}")
+def _choice(option: str, value: str | None, choices: type[_C]) -> _C | None:
+    """The option's value as its choice; our one-line error (not click's box) otherwise."""
+    if value is None:
+        return None
+    try:
+        return choices(value)
+    except ValueError:
+        raise SettingsError(option, f"'{value}' is not one of {', '.join(choices)}") from None
 
 
 @app.command("api")
@@ -411,17 +420,8 @@ def run(
     import os
     import subprocess
 
-    from app.runtime import Runtime, sample_dir
-    from ingest.pipeline import ingest as run_ingest
-
     s = settings()
-    with Runtime(s) as rt:
-        if not rt.document_count():
-            out.print(f"The store is empty: ingesting the built-in sample ({sample_dir()}).")
-            report = run_ingest(s, [sample_dir()], store=rt.store, embedder=rt.embedder())
-            out.print(f"Ingested {report.count('new')} documents, {report.chunks} chunks.")
-        else:
-            out.print(f"{rt.document_count()} documents in collection '{s.store.collection}'.")
+    _ingest_sample_if_empty(s)
     if check:
         from app.service import RagService
 
@@ -463,6 +463,19 @@ def run(
         if ui is not None:
             ui.terminate()
             ui.wait(10)
+
+
+def _ingest_sample_if_empty(s: Settings) -> None:
+    from app.runtime import Runtime, sample_dir
+    from ingest.pipeline import ingest as run_ingest
+
+    with Runtime(s) as rt:
+        if not rt.document_count():
+            out.print(f"The store is empty: ingesting the built-in sample ({sample_dir()}).")
+            report = run_ingest(s, [sample_dir()], store=rt.store, embedder=rt.embedder())
+            out.print(f"Ingested {report.count('new')} documents, {report.chunks} chunks.")
+        else:
+            out.print(f"{rt.document_count()} documents in collection '{s.store.collection}'.")
 
 
 def main() -> None:

@@ -183,9 +183,11 @@ def main() -> None:
                     help="requested context budgets in tokens (default: %(default)s)")
     ap.add_argument("--slice-tokens", type=int, default=2048,
                     help="tokens per haystack file (default: %(default)s)")
-    ap.add_argument("--search-mode", choices=["hybrid", "dense", "keyword"], default=None,
+    from core.choices import ContextMode, SearchMode, names
+
+    ap.add_argument("--search-mode", choices=names(SearchMode), default=None,
                     help="search mode (default: the settings', hybrid)")
-    ap.add_argument("--context-mode", choices=["auto", "full", "retrieve"], default="auto",
+    ap.add_argument("--context-mode", choices=names(ContextMode), default="auto",
                     help="auto (the default, as the product runs) packs whole documents when "
                          "the whole haystack fits the budget (cells marked ok*); retrieve always "
                          "searches")

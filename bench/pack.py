@@ -89,7 +89,7 @@ def build_corpus(data: Path, n_chunks: int, seed: int = 7):
 
 
 def load_store(path: Path, payloads, dense) -> object:
-    from ingest.pipeline import point_id
+    from ingest.payload import point_id
     from ingest.sparse import SparseEncoder
     from ingest.store import PointIn
     from ingest.store.edge import EdgeStore

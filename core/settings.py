@@ -14,6 +14,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from core.choices import ContextMode, Layout, SearchMode
 from core.errors import SettingsError
 
 SHIPPED = "shipped"
@@ -138,16 +139,16 @@ class RetrievalSettings(BaseModel):
         description="Model context window when the LLM server does not report one.",
     )
     answer_reserve: int = Field(1024, ge=0, description="Tokens kept free for the answer.")
-    search_mode: Literal["hybrid", "dense", "keyword"] = Field(
-        "hybrid", description="Search: dense + keyword fused by RRF, or one of them alone."
+    search_mode: SearchMode = Field(
+        SearchMode.HYBRID, description="Search: dense + keyword fused by RRF, or one of them alone."
     )
-    layout: Literal["document", "relevance", "edges"] = Field(
-        "document",
+    layout: Layout = Field(
+        Layout.DOCUMENT,
         description="document: grouped by document in original order; relevance: best first; "
         "edges: best evidence at the start and the end.",
     )
-    context_mode: Literal["auto", "full", "retrieve"] = Field(
-        "auto",
+    context_mode: ContextMode = Field(
+        ContextMode.AUTO,
         description="auto: whole documents when all selected fit the budget, else retrieval.",
     )
     neighbours: int = Field(

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import NotFoundError
+from ingest.payload import manifest
 from ingest.pipeline import document_id_for
-from ingest.store import LIVE, Store, Where
+from ingest.store import Store, Where
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,13 @@ class DocumentInfo:
 
 
 def list_documents(store: Store) -> list[DocumentInfo]:
-    where = Where(equals={"chunk_index": 0, "state": LIVE})
     docs = [
         DocumentInfo(
-            document_id=p["document_id"], source=p["source"], title=p.get("title", ""),
-            type=p.get("type", ""), pages=p.get("pages"), chunks=int(p.get("doc_chunks", 0)),
-            tokens=int(p.get("doc_tokens", 0)), ingested_at=p.get("ingested_at", ""),
+            document_id=p.document_id, source=p.source, title=p.title, type=p.type,
+            pages=p.pages, chunks=int(p.doc_chunks), tokens=int(p.doc_tokens),
+            ingested_at=p.ingested_at,
         )
-        for p in (point.payload for point in store.scroll(where))
+        for p in manifest(store)
     ]
     return sorted(docs, key=lambda d: (d.source, d.document_id))
 

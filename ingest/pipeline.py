@@ -21,9 +21,8 @@ import os
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -33,12 +32,12 @@ from core.settings import Settings
 from ingest.chunker import Chunk, Chunker
 from ingest.loaders import Attachment, LoadedDocument, LoadOptions, file_type, load
 from ingest.ocr import OcrReader
+from ingest.payload import ChunkPayload, manifest, point_id
 from ingest.sparse import SparseEncoder
 from ingest.store import LIVE, STAGED, PointIn, Store, Where
 from ingest.tokenizer import TokenCounter, load_tokenizer
 
 Status = Literal["new", "updated", "unchanged", "failed", "skipped", "removed"]
-_POINT_NS = uuid.UUID("6f1c52a4-3c1e-4a8e-9a57-1d1f0f1c5e11")
 _SCANNED_TYPES = {"pdf", "image"}  # file types whose pages OCR may read
 _SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox"}
 MAX_NESTING = 3  # a message attached to a message attached to... stops here
@@ -47,10 +46,6 @@ MAX_NESTING = 3  # a message attached to a message attached to... stops here
 def document_id_for(path: Path) -> str:
     """Stable id of the document at `path` (its absolute path)."""
     return hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-
-
-def point_id(document_id: str, version: str, index: int) -> str:
-    return str(uuid.uuid5(_POINT_NS, f"{document_id}:{version}:{index}"))
 
 
 @dataclass
@@ -174,18 +169,16 @@ class Ingestor:
             sig += f";ocr={s.ingest.ocr}/{s.ingest.ocr_engine}/{s.ingest.ocr_dpi}"
         return sig
 
-    def live_documents(self) -> dict[str, dict[str, Any]]:
-        where = Where(equals={"chunk_index": 0, "state": LIVE})
-        live: dict[str, dict[str, Any]] = {}
-        for p in self.store.scroll(where):
-            doc_id = p.payload["document_id"]
-            prev = live.get(doc_id)
+    def live_documents(self) -> dict[str, ChunkPayload]:
+        live: dict[str, ChunkPayload] = {}
+        for entry in manifest(self.store):
+            prev = live.get(entry.document_id)
             if prev is None:
-                live[doc_id] = p.payload
-            elif prev.get("doc_hash") != p.payload.get("doc_hash"):
+                live[entry.document_id] = entry
+            elif prev.doc_hash != entry.doc_hash:
                 # Two versions live: a run died between committing the new one and removing
                 # the old. No hash matches, so the file is re-ingested and the commit repairs it.
-                live[doc_id] = {**prev, "doc_hash": None}
+                live[entry.document_id] = replace(prev, doc_hash="")
         return live
 
     def run(self, paths: list[Path], prune: bool = False,
@@ -253,7 +246,7 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _prepare(self, path: Path, explicit: bool, live: dict[str, dict[str, Any]],
+    def _prepare(self, path: Path, explicit: bool, live: dict[str, ChunkPayload],
                  progress: Progress) -> _Prepared:
         doc_id = document_id_for(path)
         result = FileResult(str(path), "failed", document_id=doc_id)
@@ -287,10 +280,10 @@ class Ingestor:
         prep.version = hashlib.sha256(
             f"{prep.file_hash}|{self.signature(type_)}".encode()).hexdigest()[:32]
         old = live.get(doc_id)
-        if old is not None and old.get("doc_hash") == prep.version:
+        if old is not None and old.doc_hash == prep.version:
             result.status = "unchanged"
-            result.chunks = int(old.get("doc_chunks", 0))
-            result.tokens = int(old.get("doc_tokens", 0))
+            result.chunks = int(old.doc_chunks)
+            result.tokens = int(old.doc_tokens)
             return prep
         if self._load(prep, path, data, progress):
             result.status = "updated" if old is not None else "new"
@@ -396,37 +389,19 @@ class Ingestor:
     def _payload(self, prep: _Prepared, chunk: Chunk) -> dict[str, Any]:
         doc = prep.doc
         assert doc is not None and prep.stat is not None
-        return {
-            "document_id": prep.result.document_id,
-            "source": str(prep.path.resolve()),
-            "title": doc.title,
-            "type": doc.type,
-            "pages": doc.pages,
-            "page": chunk.page,
-            "page_label": chunk.page_label,
-            "section": chunk.section,
-            "chunk_index": chunk.index,
-            "text": chunk.text,
-            "core_offset": chunk.core_offset,
-            "table_header": chunk.table_header,
-            "char_start": chunk.char_start,
-            "char_end": chunk.char_end,
-            "tokens": chunk.tokens,
-            "core_tokens": chunk.core_tokens,
-            "end_tokens": chunk.end_tokens,
-            "ocr": chunk.ocr,
-            "tokenizer": self.counter.name,
-            "content_hash": chunk.content_hash,
-            "doc_hash": prep.version,
-            "file_hash": prep.file_hash,
-            "doc_chunks": prep.result.chunks,
-            "doc_tokens": prep.result.tokens,
-            "size_bytes": prep.size,
-            "mtime": prep.stat.st_mtime,
-            "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "state": STAGED,
-            **({"parent": prep.parent} if prep.parent else {}),
-        }
+        return ChunkPayload(
+            document_id=prep.result.document_id, source=str(prep.path.resolve()),
+            title=doc.title, type=doc.type, pages=doc.pages, page=chunk.page,
+            page_label=chunk.page_label, section=chunk.section, chunk_index=chunk.index,
+            text=chunk.text, core_offset=chunk.core_offset, table_header=chunk.table_header,
+            char_start=chunk.char_start, char_end=chunk.char_end, tokens=chunk.tokens,
+            core_tokens=chunk.core_tokens, end_tokens=chunk.end_tokens, ocr=chunk.ocr,
+            tokenizer=self.counter.name, content_hash=chunk.content_hash, doc_hash=prep.version,
+            file_hash=prep.file_hash, doc_chunks=prep.result.chunks,
+            doc_tokens=prep.result.tokens, size_bytes=prep.size, mtime=prep.stat.st_mtime,
+            ingested_at=datetime.now(UTC).isoformat(timespec="seconds"), state=STAGED,
+            parent=prep.parent or None,
+        ).to_payload()
 
     def _commit_finished(self, items: list[tuple[_Prepared, Chunk]],
                          open_docs: dict[str, list[int]], docs: dict[str, _Prepared],
@@ -450,22 +425,21 @@ class Ingestor:
                 report.results.append(prep.result)
                 progress.file_done(prep.result)
 
-    def _prune(self, live: dict[str, dict[str, Any]], seen: set[str],
+    def _prune(self, live: dict[str, ChunkPayload], seen: set[str],
                roots: list[Path]) -> list[FileResult]:
         dirs = [str(r.resolve()) + os.sep for r in roots if r.is_dir()]
         removed = []
-        for doc_id, payload in sorted(live.items()):
-            if payload.get("parent"):
+        for doc_id, entry in sorted(live.items()):
+            if entry.parent:
                 continue  # it goes with its parent
-            source = str(payload.get("source", ""))
+            source = entry.source
             gone = not Path(source).exists()
             under_root_unseen = doc_id not in seen and any(source.startswith(d) for d in dirs)
             if gone or under_root_unseen:
                 self.store.delete(Where(equals={"document_id": doc_id}))
                 self.store.delete(Where(equals={"parent": doc_id}))
                 removed.append(FileResult(source, "removed", "file is gone", doc_id,
-                                          int(payload.get("doc_chunks", 0)),
-                                          int(payload.get("doc_tokens", 0))))
+                                          int(entry.doc_chunks), int(entry.doc_tokens)))
         return removed
 
 
@@ -473,8 +447,8 @@ class _Background:
     """Parses and chunks the next files on a thread while the caller embeds; iterating
     yields each file's _Prepared in order and re-raises the thread's errors."""
 
-    def __init__(self, prepare: Callable[[Path, bool, dict[str, dict[str, Any]]], _Prepared],
-                 files: list[tuple[Path, bool]], live: dict[str, dict[str, Any]]):
+    def __init__(self, prepare: Callable[[Path, bool, dict[str, ChunkPayload]], _Prepared],
+                 files: list[tuple[Path, bool]], live: dict[str, ChunkPayload]):
         self._out: queue.Queue[_Prepared | BaseException | None] = queue.Queue(maxsize=8)
         self._stop = threading.Event()
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from core.choices import Layout
 from ingest.chunker import PASSAGE_END
+from ingest.payload import ChunkPayload
 from ingest.tokenizer import TokenCounter
-
-Layout = Literal["document", "relevance", "edges"]
 
 
 @dataclass(frozen=True)
@@ -41,17 +41,18 @@ class ChunkRef:
     table_header: str = ""  # the header rows of the table the core starts inside, if any
 
     @classmethod
-    def from_payload(cls, point_id: str, p: dict[str, Any]) -> ChunkRef:
-        text = p.get("text", "")
+    def from_payload(cls, point_id: str, payload: dict[str, Any]) -> ChunkRef:
+        return cls.from_chunk(point_id, ChunkPayload.from_payload(payload))
+
+    @classmethod
+    def from_chunk(cls, point_id: str, p: ChunkPayload) -> ChunkRef:
         return cls(
-            id=point_id, document_id=p["document_id"], source=p.get("source", ""),
-            title=p.get("title", ""), type=p.get("type", ""), page=p.get("page"),
-            section=int(p.get("section", 0)), index=int(p["chunk_index"]),
-            core=text[int(p.get("core_offset", 0)):], core_tokens=int(p.get("core_tokens", 0)),
-            end_tokens=int(p.get("end_tokens", 0)), content_hash=p.get("content_hash", ""),
-            tokenizer=p.get("tokenizer", ""), doc_hash=p.get("doc_hash", ""),
-            ocr=bool(p.get("ocr", False)),
-            page_label=p.get("page_label"), table_header=text[:int(p.get("table_header", 0))],
+            id=point_id, document_id=p.document_id, source=p.source, title=p.title,
+            type=p.type, page=p.page, section=int(p.section), index=int(p.chunk_index),
+            core=p.text[int(p.core_offset):], core_tokens=int(p.core_tokens),
+            end_tokens=int(p.end_tokens), content_hash=p.content_hash, tokenizer=p.tokenizer,
+            doc_hash=p.doc_hash, ocr=p.ocr, page_label=p.page_label,
+            table_header=p.text[:int(p.table_header)],
         )
 
 
@@ -153,33 +154,33 @@ def render(passages: Iterable[Passage]) -> str:
 
 
 class Packer:
-    def __init__(self, counter: TokenCounter, neighbours: int = 1, layout: Layout = "document"):
+    def __init__(self, counter: TokenCounter, neighbours: int = 1, layout: Layout = Layout.DOCUMENT):
         self.counter = counter
         self.neighbours = neighbours
         self.layout = layout
         self._header_counts: dict[str, int] = {}
         self._table_counts: dict[str, int] = {}
 
-    def _count_headers(self, headers: list[str]) -> list[int]:
+    def count_headers(self, headers: list[str]) -> list[int]:
         """Token counts of header lines, each distinct line counted once, in one batch."""
         fresh = sorted({h for h in headers if h not in self._header_counts})
         self._header_counts.update(zip(fresh, self.counter.count_many(fresh), strict=True))
         return [self._header_counts[h] for h in headers]
 
-    def _count_tables(self, chunks: Iterable[ChunkRef]) -> None:
+    def count_tables(self, chunks: Iterable[ChunkRef]) -> None:
         """Counts the repeated table headers of `chunks` not counted yet, in one batch."""
         fresh = sorted({c.table_header for c in chunks} - self._table_counts.keys())
         self._table_counts.update(zip(fresh, self.counter.count_many(fresh), strict=True))
 
-    def _lead(self, c: ChunkRef) -> int:
+    def lead(self, c: ChunkRef) -> int:
         """Tokens of the table header a passage starting at `c` opens with: a passage that
         starts inside a table repeats its header rows, so its numbers keep their columns."""
         if c.table_header not in self._table_counts:
-            self._count_tables([c])
+            self.count_tables([c])
         return self._table_counts[c.table_header]
 
     # -- counts ---------------------------------------------------------------------------
-    def _recount(self, chunks: Iterable[ChunkRef]) -> dict[str, tuple[int, int]]:
+    def recount(self, chunks: Iterable[ChunkRef]) -> dict[str, tuple[int, int]]:
         """(core, core+end) counts for chunks counted with another tokenizer."""
         foreign = [c for c in chunks if c.tokenizer != self.counter.name]
         if not foreign:
@@ -197,167 +198,17 @@ class Packer:
         With `load`, `chunks` may start with the hits alone: before a hit is widened, `load`
         is called with the next hits in rank order and returns their neighbours. Hits past
         the point where the budget is full never have theirs fetched, and the packing is
-        the same as with every neighbour given up front."""
-        # Best first; a store returns equal scores in no fixed order (Qdrant's fusion), so
-        # ties go by position: the same question packs the same context every time.
-        hits = sorted(hits, key=lambda h: (-h.score, h.chunk.document_id, h.chunk.index))
-        chunks = dict(chunks)
-        counts = self._recount(chunks.values())
-        self._count_tables(chunks.values())
-        # Bare hits (no neighbours) need nothing more.
-        loaded = 0 if load is not None and self.neighbours else len(hits)
+        the same as with every neighbour given up front.
 
-        def core_tokens(c: ChunkRef) -> int:
-            return counts[c.id][0] if c.id in counts else c.core_tokens
+        Stages: rank the hits, widen and place each in turn (Fill), cut the runs into
+        passages, lay them out, then label and count exactly (finish)."""
+        fill = Fill(self, rank_hits(hits), chunks, budget, load)
+        for rank, hit in enumerate(fill.hits):
+            fill.add(rank, hit)
+        ordered = self.lay_out(fill.passages())
+        return self.finish(ordered, fill.left_out, budget, "retrieve", bool(fill.counts))
 
-        def end_tokens(c: ChunkRef) -> int:
-            return counts[c.id][1] if c.id in counts else c.end_tokens
-
-        # Worst-case header (3-digit label) until labels are known; fixed up at the end.
-        # Neighbours only widen a hit within its section, so the hits name every header.
-        header_cost: dict[tuple[str, int], int] = {}
-        firsts = list({(h.chunk.document_id, h.chunk.section): h.chunk for h in hits}.items())
-        header_cost.update(zip([k for k, _ in firsts],
-                               self._count_headers([header_for(999, c) for _, c in firsts]),
-                               strict=True))
-
-        def header_tokens(c: ChunkRef) -> int:
-            key = (c.document_id, c.section)
-            if key not in header_cost:
-                header_cost[key] = self._count_headers([header_for(999, c)])[0]
-            return header_cost[key]
-
-        def run_cost(doc: str, lo: int, hi: int) -> int:
-            body = sum(core_tokens(chunks[(doc, i)]) for i in range(lo, hi))
-            first = chunks[(doc, lo)]
-            return header_tokens(first) + self._lead(first) + body + end_tokens(chunks[(doc, hi)])
-
-        def place(doc: str, old: list[list[int]], lo: int, hi: int) -> tuple[list[list[int]], int]:
-            """The section's runs with [lo, hi] merged in, and what that adds to the count:
-            only the runs it touches change."""
-            touched = [r for r in old if r[0] <= hi + 1 and r[1] >= lo - 1]
-            if not touched:
-                return sorted([*old, [lo, hi]]), run_cost(doc, lo, hi)
-            merged = [min(lo, touched[0][0]), max(hi, touched[-1][1])]
-            kept = [r for r in old if r[1] < lo - 1 or r[0] > hi + 1]
-            delta = run_cost(doc, *merged) - sum(run_cost(doc, a, b) for a, b in touched)
-            return sorted([*kept, merged]), delta
-
-        def load_from(rank: int) -> None:
-            nonlocal loaded
-            assert load is not None
-            # The first call takes about as many hits as the budget holds widened, later
-            # calls half as many again; ranks already past are never asked for twice.
-            per_hit = (2 * self.neighbours + 1) * max(1, core_tokens(hits[rank].chunk))
-            want = max(16, (budget - used) // per_hit + 8) if loaded == 0 else \
-                max(16, loaded // 2)
-            batch = [h.chunk for h in hits[rank:rank + want]]
-            loaded = rank + len(batch)
-            fresh = {k: v for k, v in load(batch).items() if k not in chunks}
-            chunks.update(fresh)
-            counts.update(self._recount(fresh.values()))
-
-        runs: dict[tuple[str, int], list[list[int]]] = {}  # (doc, section) -> [[lo, hi], ...]
-        best: dict[tuple[str, int], tuple[int, float]] = {}  # chunk -> (rank, score)
-        used = 0
-        left_out: list[LeftOut] = []
-        seen_hashes: dict[str, tuple[str, int]] = {}
-        # Copies (the same text in several hits): the copy in the document whose first hit
-        # ranks best is the one packed, so one copy of a duplicated file goes in, not
-        # pieces of each, whatever order equal scores come in.
-        doc_order: dict[str, int] = {}
-        canonical: dict[str, tuple[str, int]] = {}
-        for hit in hits:
-            c = hit.chunk
-            doc_order.setdefault(c.document_id, len(doc_order))
-            prev = canonical.get(c.content_hash)
-            if prev is None or (doc_order[c.document_id], c.index) < (doc_order[prev[0]], prev[1]):
-                canonical[c.content_hash] = (c.document_id, c.index)
-
-        def covered(doc: str, section: int, idx: int) -> bool:
-            return any(lo <= idx <= hi for lo, hi in runs.get((doc, section), []))
-
-        def elsewhere(doc: str, idx: int) -> bool:
-            """The chunk's text is already in the context as another chunk (a copy's)."""
-            twin = seen_hashes.get(chunks[(doc, idx)].content_hash)
-            return twin is not None and twin != (doc, idx)
-
-        for rank, hit in enumerate(hits):
-            c = hit.chunk
-            key = (c.document_id, c.index)
-            if key not in best:
-                best[key] = (rank, hit.score)
-            if covered(c.document_id, c.section, c.index):
-                continue
-            twin = seen_hashes.get(c.content_hash, canonical[c.content_hash])
-            if twin != key:
-                left_out.append(self._left(c, "duplicate", core_tokens(c), hit.score))
-                continue
-            sec_key = (c.document_id, c.section)
-            old = runs.get(sec_key, [])
-            if rank >= loaded:
-                # Widening adds chunks (never fewer tokens) and can join at most 2n more
-                # runs than the bare hit does, each join saving a header and the last
-                # chunk's separator: when the bare hit exceeds the budget by more than
-                # that, neither fits, and the neighbours are not worth fetching.
-                chunks.setdefault(key, c)
-                _, bare = place(c.document_id, old, c.index, c.index)
-                slack = 2 * self.neighbours * (header_tokens(c) + 2)
-                if used + bare - slack > budget:
-                    left_out.append(self._left(c, "budget", core_tokens(c), hit.score))
-                    continue
-                load_from(rank)
-            placed = False
-            for width in ((self.neighbours, 0) if self.neighbours else (0,)):
-                lo, hi = c.index, c.index
-                # Neighbours widen the hit up to a chunk whose text is already in.
-                while (lo - 1 >= c.index - width and self._same_section(chunks, c, lo - 1)
-                       and not elsewhere(c.document_id, lo - 1)):
-                    lo -= 1
-                while (hi + 1 <= c.index + width and self._same_section(chunks, c, hi + 1)
-                       and not elsewhere(c.document_id, hi + 1)):
-                    hi += 1
-                new, delta = place(c.document_id, old, lo, hi)
-                if used + delta <= budget:
-                    runs[sec_key] = new
-                    used += delta
-                    for i in range(lo, hi + 1):
-                        seen_hashes.setdefault(chunks[(c.document_id, i)].content_hash,
-                                               (c.document_id, i))
-                    placed = True
-                    break
-            if not placed:
-                left_out.append(self._left(c, "budget", core_tokens(c), hit.score))
-
-        passages = []
-        for (doc, section), spans in runs.items():
-            for lo, hi in spans:
-                members = [chunks[(doc, i)] for i in range(lo, hi + 1)]
-                ranked = [best[(doc, i)] for i in range(lo, hi + 1) if (doc, i) in best]
-                top = min(ranked) if ranked else (len(hits), 0.0)
-                first = members[0]
-                passages.append(Passage(
-                    label=0, document_id=doc, source=first.source, title=first.title,
-                    page=first.page, section=section, first=lo, last=hi,
-                    text=first.table_header + "".join(m.core for m in members),
-                    tokens=header_tokens(first) + self._lead(first)
-                    + sum(core_tokens(m) for m in members[:-1])
-                    + end_tokens(members[-1]),
-                    score=top[1], rank=top[0], ocr=first.ocr, page_label=first.page_label,
-                ))
-        ordered = self._order(passages)
-        return self._finish(ordered, left_out, budget, "retrieve", bool(counts))
-
-    @staticmethod
-    def _same_section(chunks: dict[tuple[str, int], ChunkRef], c: ChunkRef, idx: int) -> bool:
-        other = chunks.get((c.document_id, idx))
-        return other is not None and other.section == c.section
-
-    @staticmethod
-    def _left(c: ChunkRef, reason: str, tokens: int, score: float | None) -> LeftOut:
-        return LeftOut(reason, c.document_id, c.source, c.page, c.index, tokens, score)
-
-    def _order(self, passages: list[Passage]) -> list[Passage]:
+    def lay_out(self, passages: list[Passage]) -> list[Passage]:
         by_position = sorted(passages, key=lambda p: (p.document_id, p.section, p.first))
         by_rank = sorted(by_position, key=lambda p: (p.rank, p.document_id, p.first))
         if self.layout == "relevance":
@@ -377,7 +228,7 @@ class Packer:
     def pack_whole(self, documents: list[list[ChunkRef]], budget: int) -> Packing:
         """Whole documents (each a list of its chunks), in the order given, until the budget
         is spent; one passage per section (page)."""
-        counts = self._recount(c for doc in documents for c in doc)
+        counts = self.recount(c for doc in documents for c in doc)
         passages: list[Passage] = []
         left_out: list[LeftOut] = []
         used = 0
@@ -391,7 +242,7 @@ class Packer:
                 first = members[0]
                 body = sum(counts.get(m.id, (m.core_tokens, 0))[0] for m in members[:-1])
                 last = members[-1]
-                tokens = (self._count_headers([header_for(999, first)])[0] + body
+                tokens = (self.count_headers([header_for(999, first)])[0] + body
                           + counts.get(last.id, (0, last.end_tokens))[1])
                 blocks.append(Passage(
                     label=0, document_id=first.document_id, source=first.source,
@@ -406,10 +257,10 @@ class Packer:
                 first = doc[0]
                 left_out.append(LeftOut("budget", first.document_id, first.source, None, None,
                                         cost))
-        return self._finish(passages, left_out, budget, "full", bool(counts))
+        return self.finish(passages, left_out, budget, "full", bool(counts))
 
     # -- labels and the exact final count -------------------------------------------------
-    def _finish(self, passages: list[Passage], left_out: list[LeftOut], budget: int,
+    def finish(self, passages: list[Passage], left_out: list[LeftOut], budget: int,
                 mode: str, foreign: bool) -> Packing:
         """Labels in layout order; exact header counts replace the worst-case ones; with
         foreign counts the rendered text itself is counted, trimming until it fits."""
@@ -417,7 +268,7 @@ class Packer:
             for number, p in enumerate(passages, start=1):
                 p.label = number
                 p.header = header_for(number, p)
-            header_tokens = self._count_headers([p.header for p in passages])
+            header_tokens = self.count_headers([p.header for p in passages])
             for p, worst, exact in zip(passages, self._worst(passages), header_tokens,
                                        strict=True):
                 p.tokens += exact - worst
@@ -433,21 +284,201 @@ class Packer:
             left_out.append(LeftOut("budget", p.document_id, p.source, p.page, p.first,
                                     p.tokens, p.score))
             for q in passages:  # back to worst-case headers for the next round
-                worst, exact = self._count_headers([header_for(999, q), q.header])
+                worst, exact = self.count_headers([header_for(999, q), q.header])
                 q.tokens += worst - exact
         return Packing(passages, left_out, used, budget, self.layout if mode == "retrieve"
                        else "document", mode, self.counter.name, verified=foreign)
 
     def _worst(self, passages: list[Passage]) -> list[int]:
-        return self._count_headers([header_for(999, p) for p in passages])
+        return self.count_headers([header_for(999, p) for p in passages])
 
 
-def _merge(spans: list[list[int]]) -> list[list[int]]:
-    """Sorted runs with overlapping or adjacent ones joined."""
-    out: list[list[int]] = []
-    for lo, hi in sorted(spans):
-        if out and lo <= out[-1][1] + 1:
-            out[-1][1] = max(out[-1][1], hi)
-        else:
-            out.append([lo, hi])
-    return out
+
+def rank_hits(hits: list[Hit]) -> list[Hit]:
+    """Best first; a store returns equal scores in no fixed order (Qdrant's fusion), so ties
+    go by position: the same question packs the same context every time."""
+    return sorted(hits, key=lambda h: (-h.score, h.chunk.document_id, h.chunk.index))
+
+
+def canonical_copies(hits: list[Hit]) -> dict[str, tuple[str, int]]:
+    """For each chunk text (content hash), the copy to pack: the one in the document whose
+    first hit ranks best, so one copy of a duplicated file goes in, not pieces of each,
+    whatever order equal scores come in."""
+    doc_order: dict[str, int] = {}
+    canonical: dict[str, tuple[str, int]] = {}
+    for hit in hits:
+        c = hit.chunk
+        doc_order.setdefault(c.document_id, len(doc_order))
+        prev = canonical.get(c.content_hash)
+        if prev is None or (doc_order[c.document_id], c.index) < (doc_order[prev[0]], prev[1]):
+            canonical[c.content_hash] = (c.document_id, c.index)
+    return canonical
+
+
+def _same_section(chunks: dict[tuple[str, int], ChunkRef], c: ChunkRef, idx: int) -> bool:
+    other = chunks.get((c.document_id, idx))
+    return other is not None and other.section == c.section
+
+
+def _left(c: ChunkRef, reason: str, tokens: int, score: float | None) -> LeftOut:
+    return LeftOut(reason, c.document_id, c.source, c.page, c.index, tokens, score)
+
+
+class Fill:
+    """One retrieval packing in progress: ranked hits placed one by one, each widened by its
+    neighbours when that fits, as runs of chunks per (document, section) whose token count
+    is kept exact as runs grow and merge. Header counts are worst case (3-digit labels)
+    until the passages are labelled."""
+
+    def __init__(self, packer: Packer, hits: list[Hit], chunks: dict[tuple[str, int], ChunkRef],
+                 budget: int, load: Loader | None):
+        self.packer = packer
+        self.neighbours = packer.neighbours
+        self.hits = hits
+        self.chunks = dict(chunks)
+        self.budget = budget
+        self._load = load
+        self.counts = packer.recount(self.chunks.values())
+        packer.count_tables(self.chunks.values())
+        # Bare hits (no neighbours) need nothing more.
+        self.loaded = 0 if load is not None and self.neighbours else len(hits)
+        # Neighbours only widen a hit within its section, so the hits name every header.
+        firsts = list({(h.chunk.document_id, h.chunk.section): h.chunk for h in hits}.items())
+        self.header_cost: dict[tuple[str, int], int] = dict(zip(
+            [k for k, _ in firsts], packer.count_headers([header_for(999, c) for _, c in firsts]),
+            strict=True))
+        self.runs: dict[tuple[str, int], list[list[int]]] = {}  # (doc, section) -> [[lo, hi]]
+        self.best: dict[tuple[str, int], tuple[int, float]] = {}  # chunk -> (rank, score)
+        self.used = 0
+        self.left_out: list[LeftOut] = []
+        self.seen_hashes: dict[str, tuple[str, int]] = {}
+        self.canonical = canonical_copies(hits)
+
+    # -- counts ---------------------------------------------------------------------------
+    def core_tokens(self, c: ChunkRef) -> int:
+        return self.counts[c.id][0] if c.id in self.counts else c.core_tokens
+
+    def end_tokens(self, c: ChunkRef) -> int:
+        return self.counts[c.id][1] if c.id in self.counts else c.end_tokens
+
+    def header_tokens(self, c: ChunkRef) -> int:
+        key = (c.document_id, c.section)
+        if key not in self.header_cost:
+            self.header_cost[key] = self.packer.count_headers([header_for(999, c)])[0]
+        return self.header_cost[key]
+
+    def run_cost(self, doc: str, lo: int, hi: int) -> int:
+        chunks = self.chunks
+        body = sum(self.core_tokens(chunks[(doc, i)]) for i in range(lo, hi))
+        first = chunks[(doc, lo)]
+        return (self.header_tokens(first) + self.packer.lead(first) + body
+                + self.end_tokens(chunks[(doc, hi)]))
+
+    def place(self, doc: str, old: list[list[int]], lo: int,
+              hi: int) -> tuple[list[list[int]], int]:
+        """The section's runs with [lo, hi] merged in, and what that adds to the count: only
+        the runs it touches change."""
+        touched = [r for r in old if r[0] <= hi + 1 and r[1] >= lo - 1]
+        if not touched:
+            return sorted([*old, [lo, hi]]), self.run_cost(doc, lo, hi)
+        merged = [min(lo, touched[0][0]), max(hi, touched[-1][1])]
+        kept = [r for r in old if r[1] < lo - 1 or r[0] > hi + 1]
+        delta = self.run_cost(doc, *merged) - sum(self.run_cost(doc, a, b) for a, b in touched)
+        return sorted([*kept, merged]), delta
+
+    # -- neighbours, fetched late ---------------------------------------------------------
+    def load_from(self, rank: int) -> None:
+        assert self._load is not None
+        # The first call takes about as many hits as the budget holds widened, later calls
+        # half as many again; ranks already past are never asked for twice.
+        per_hit = (2 * self.neighbours + 1) * max(1, self.core_tokens(self.hits[rank].chunk))
+        want = max(16, (self.budget - self.used) // per_hit + 8) if self.loaded == 0 else \
+            max(16, self.loaded // 2)
+        batch = [h.chunk for h in self.hits[rank:rank + want]]
+        self.loaded = rank + len(batch)
+        fresh = {k: v for k, v in self._load(batch).items() if k not in self.chunks}
+        self.chunks.update(fresh)
+        self.counts.update(self.packer.recount(fresh.values()))
+
+    def worth_loading(self, c: ChunkRef, old: list[list[int]]) -> bool:
+        """Widening adds chunks (never fewer tokens) and can join at most 2n more runs than
+        the bare hit does, each join saving a header and the last chunk's separator: when
+        the bare hit exceeds the budget by more than that, neither fits, and the neighbours
+        are not worth fetching."""
+        self.chunks.setdefault((c.document_id, c.index), c)
+        _, bare = self.place(c.document_id, old, c.index, c.index)
+        slack = 2 * self.neighbours * (self.header_tokens(c) + 2)
+        return self.used + bare - slack <= self.budget
+
+    # -- placing one hit ------------------------------------------------------------------
+    def covered(self, doc: str, section: int, idx: int) -> bool:
+        return any(lo <= idx <= hi for lo, hi in self.runs.get((doc, section), []))
+
+    def elsewhere(self, doc: str, idx: int) -> bool:
+        """The chunk's text is already in the context as another chunk (a copy's)."""
+        twin = self.seen_hashes.get(self.chunks[(doc, idx)].content_hash)
+        return twin is not None and twin != (doc, idx)
+
+    def add(self, rank: int, hit: Hit) -> None:
+        """Places the hit of rank `rank`: skipped when already inside a run, left out as a
+        duplicate or when it does not fit, else widened as far as the budget allows."""
+        c = hit.chunk
+        key = (c.document_id, c.index)
+        if key not in self.best:
+            self.best[key] = (rank, hit.score)
+        if self.covered(c.document_id, c.section, c.index):
+            return
+        twin = self.seen_hashes.get(c.content_hash, self.canonical[c.content_hash])
+        if twin != key:
+            self.left_out.append(_left(c, "duplicate", self.core_tokens(c), hit.score))
+            return
+        old = self.runs.get((c.document_id, c.section), [])
+        if rank >= self.loaded:
+            if not self.worth_loading(c, old):
+                self.left_out.append(_left(c, "budget", self.core_tokens(c), hit.score))
+                return
+            self.load_from(rank)
+        for width in ((self.neighbours, 0) if self.neighbours else (0,)):
+            if self.widen(c, width, old):
+                return
+        self.left_out.append(_left(c, "budget", self.core_tokens(c), hit.score))
+
+    def widen(self, c: ChunkRef, width: int, old: list[list[int]]) -> bool:
+        """Places `c` widened by up to `width` chunks each side (up to a chunk whose text is
+        already in), when that fits; whether it did."""
+        doc = c.document_id
+        lo, hi = c.index, c.index
+        while (lo - 1 >= c.index - width and _same_section(self.chunks, c, lo - 1)
+               and not self.elsewhere(doc, lo - 1)):
+            lo -= 1
+        while (hi + 1 <= c.index + width and _same_section(self.chunks, c, hi + 1)
+               and not self.elsewhere(doc, hi + 1)):
+            hi += 1
+        new, delta = self.place(doc, old, lo, hi)
+        if self.used + delta > self.budget:
+            return False
+        self.runs[(doc, c.section)] = new
+        self.used += delta
+        for i in range(lo, hi + 1):
+            self.seen_hashes.setdefault(self.chunks[(doc, i)].content_hash, (doc, i))
+        return True
+
+    # -- the runs as passages -------------------------------------------------------------
+    def passages(self) -> list[Passage]:
+        """One unlabelled passage per run, with its best hit's rank and score."""
+        out = []
+        for (doc, section), spans in self.runs.items():
+            for lo, hi in spans:
+                members = [self.chunks[(doc, i)] for i in range(lo, hi + 1)]
+                ranked = [self.best[(doc, i)] for i in range(lo, hi + 1) if (doc, i) in self.best]
+                top = min(ranked) if ranked else (len(self.hits), 0.0)
+                first = members[0]
+                out.append(Passage(
+                    label=0, document_id=doc, source=first.source, title=first.title,
+                    page=first.page, section=section, first=lo, last=hi,
+                    text=first.table_header + "".join(m.core for m in members),
+                    tokens=self.header_tokens(first) + self.packer.lead(first)
+                    + sum(self.core_tokens(m) for m in members[:-1]) + self.end_tokens(members[-1]),
+                    score=top[1], rank=top[0], ocr=first.ocr, page_label=first.page_label,
+                ))
+        return out

@@ -7,9 +7,9 @@ a stable prefix: follow-up questions on the same passages reuse the server's pre
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
-ChatFormat = Literal["llama3", "chatml"]
+from core.choices import ChatFormat
 
 
 class Counter(Protocol):

@@ -11,21 +11,18 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from core.choices import ContextMode, Layout, SearchMode
 from core.errors import SettingsError
 from core.settings import Settings
-from ingest.pipeline import point_id
+from ingest.payload import ChunkPayload, manifest, point_id
 from ingest.sparse import SparseEncoder
 from ingest.store import LIVE, Store, Where
 from ingest.tokenizer import TokenCounter
 from retrieval.budget import Budget, compute_budget
 from retrieval.packer import ChunkRef, Hit, LeftOut, Packer, Packing, header_for
 from retrieval.prompt import ChatFormat, Message, prompt_overhead
-
-SearchMode = Literal["hybrid", "dense", "keyword"]
-ContextMode = Literal["auto", "full", "retrieve"]
-Layout = Literal["document", "relevance", "edges"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +47,33 @@ class RetrieveOptions:
     history: tuple[Message, ...] = ()
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A retrieval's choices: the request's options over the configured defaults."""
+
+    question: str
+    history: tuple[Message, ...]
+    requested: int
+    layout: Layout
+    search_mode: SearchMode
+    context_mode: ContextMode
+    neighbours: int
+    filters: Filters
+
+
+@dataclass
+class Selection:
+    """The live documents, those the filters choose, and those they leave out."""
+
+    docs: list[ChunkPayload]
+    selected: list[ChunkPayload]
+    filtered_out: list[LeftOut]
+
+    @property
+    def filtered(self) -> bool:
+        return len(self.selected) < len(self.docs)
+
+
 @dataclass
 class Retrieval:
     question: str
@@ -60,6 +84,8 @@ class Retrieval:
     seconds: float
     message: str = ""
     filtered_out: list[LeftOut] = field(default_factory=list)
+    search_query: str = ""  # the text searched for, when not the question alone
+    reused: bool = False  # a follow-up's: the previous answer's context, kept
 
     def to_dict(self, with_context: bool = False) -> dict[str, Any]:
         p = self.packing
@@ -96,13 +122,13 @@ class Retriever:
         self.embedder = embedder
         self.counter = counter
         self.sparse = sparse or SparseEncoder()
-        self._manifest: tuple[int, float, list[dict[str, Any]]] | None = None
+        self._manifest: tuple[int, float, list[ChunkPayload]] | None = None
         self._last_query: tuple[tuple[str, str], Any, Any] | None = None
 
     MANIFEST_TTL_S = 5.0
 
     # -- documents and filters ------------------------------------------------------------
-    def _documents(self) -> list[dict[str, Any]]:
+    def _documents(self) -> list[ChunkPayload]:
         """Every live document's first chunk (its manifest entry), cached until the store is
         written; a shared server, where other processes write, is re-read every few seconds."""
         now = time.monotonic()
@@ -111,36 +137,44 @@ class Retriever:
         if cached is not None and cached[0] == key and (
                 self.store.kind == "edge" or now - cached[1] < self.MANIFEST_TTL_S):
             return cached[2]
-        where = Where(equals={"chunk_index": 0, "state": LIVE})
-        docs = sorted((p.payload for p in self.store.scroll(where)),
-                      key=lambda d: (d.get("source", ""), d["document_id"]))
-        for d in docs:
-            d.pop("text", None)  # the manifest needs the document fields only
+        docs = sorted(manifest(self.store), key=lambda d: (d.source, d.document_id))
         self._manifest = (key, now, docs)
         return docs
 
-    def _select(self, docs: list[dict[str, Any]], f: Filters) -> list[dict[str, Any]]:
+    def _select(self, docs: list[ChunkPayload], f: Filters) -> list[ChunkPayload]:
         chosen = docs
         if f.document_ids:
             wanted = set(f.document_ids)
-            chosen = [d for d in chosen if d["document_id"] in wanted]
+            chosen = [d for d in chosen if d.document_id in wanted]
         if f.types:
             types = {t.lower().lstrip(".") for t in f.types}
-            chosen = [d for d in chosen if d.get("type") in types]
+            chosen = [d for d in chosen if d.type in types]
         if f.path:
             pattern = f.path
             if not os.path.isabs(pattern):
                 pattern = os.path.abspath(pattern)
             if _glob(f.path):
-                chosen = [d for d in chosen if fnmatch.fnmatch(d.get("source", ""), pattern)]
+                chosen = [d for d in chosen if fnmatch.fnmatch(d.source, pattern)]
             else:
-                chosen = [d for d in chosen if d.get("source", "").startswith(pattern)]
+                chosen = [d for d in chosen if d.source.startswith(pattern)]
         return chosen
 
-    # -- the whole job --------------------------------------------------------------------
+    # -- the whole job, stage by stage ---------------------------------------------------
     def retrieve(self, question: str, options: RetrieveOptions | None = None,
-                 context_window: int | None = None) -> Retrieval:
+                 context_window: int | None = None, search: str | None = None) -> Retrieval:
+        """The packed context for `question` (the prompt's question; `search`, when given,
+        is the text searched for instead) in `context_window` (else the configured one)."""
         started = time.perf_counter()
+        plan = self.plan(question, options)
+        budget = self.budget_for(plan.question, plan.history, plan.requested, context_window)
+        selection = self.select(plan.filters)
+        packing, candidates, message = self.fill(plan, budget, selection,
+                                                 search or plan.question)
+        return Retrieval(plan.question, budget, packing, plan.search_mode, candidates,
+                         time.perf_counter() - started, message, selection.filtered_out)
+
+    def plan(self, question: str, options: RetrieveOptions | None = None) -> Plan:
+        """The options over the configured defaults, checked."""
         o = options or RetrieveOptions()
         r = self.settings.retrieval
         question = question.strip()
@@ -149,72 +183,84 @@ class Retriever:
         requested = o.budget_tokens or r.budget_tokens
         if requested < 1:
             raise SettingsError("budget_tokens", "must be positive")
-        layout = o.layout or r.layout
-        search_mode = o.search_mode or r.search_mode
-        context_mode = o.context_mode or r.context_mode
-        neighbours = r.neighbours if o.neighbours is None else o.neighbours
-        budget = compute_budget(
+        return Plan(question, o.history, requested, o.layout or r.layout,
+                    o.search_mode or r.search_mode, o.context_mode or r.context_mode,
+                    r.neighbours if o.neighbours is None else o.neighbours, o.filters)
+
+    def budget_for(self, question: str, history: tuple[Message, ...], requested: int,
+                   context_window: int | None = None) -> Budget:
+        """The budget for this question and conversation in the model's window: what the
+        prompt and the answer reserve leave for passages."""
+        r = self.settings.retrieval
+        return compute_budget(
             requested, context_window or r.context_window, r.answer_reserve,
-            prompt_overhead(self.counter, question, list(o.history), self.chat_format))
-        packer = Packer(self.counter, neighbours, layout)
+            prompt_overhead(self.counter, question, list(history), self.chat_format))
 
+    def select(self, filters: Filters) -> Selection:
+        """The documents the filters choose, and the ones they leave out (listed, up to 100)."""
         docs = self._documents()
-        selected = self._select(docs, o.filters) if o.filters.active else docs
+        selected = self._select(docs, filters) if filters.active else docs
         filtered_out = [
-            LeftOut("filter", d["document_id"], d.get("source", ""))
-            for d in docs if o.filters.active and d not in selected
+            LeftOut("filter", d.document_id, d.source)
+            for d in docs if filters.active and d not in selected
         ][:100]
+        return Selection(docs, selected, filtered_out)
 
-        def done(packing: Packing, candidates: int, message: str = "") -> Retrieval:
-            return Retrieval(question, budget, packing, search_mode, candidates,
-                             time.perf_counter() - started, message, filtered_out)
-
-        empty = Packing([], [], 0, budget.available, layout, "retrieve", self.counter.name)
-        if not docs:
-            return done(empty, 0, "the collection is empty: ingest documents first "
-                                  "(rag ingest PATH)")
-        if not selected:
-            return done(empty, 0, "no document matches the filter")
+    def fill(self, plan: Plan, budget: Budget, selection: Selection,
+             query: str) -> tuple[Packing, int, str]:
+        """(packing, candidates searched, message): whole documents when the context mode
+        allows and they fit, else searched passages; an empty packing says why."""
+        if not selection.docs:
+            return self._empty(plan, budget), 0, ("the collection is empty: ingest documents "
+                                                  "first (rag ingest PATH)")
+        if not selection.selected:
+            return self._empty(plan, budget), 0, "no document matches the filter"
         if budget.available == 0:
             need = budget.answer_reserve + budget.prompt_tokens
-            return done(empty, 0, f"budget too small: {min(requested, budget.context_window)} "
-                                  f"tokens leave nothing for passages after {need} for the "
-                                  "prompt and the answer reserve")
-
-        if context_mode in ("auto", "full"):
-            whole = self._try_whole(selected, budget.available, packer, forced=context_mode == "full")
+            return self._empty(plan, budget), 0, (
+                f"budget too small: {min(plan.requested, budget.context_window)} tokens leave "
+                f"nothing for passages after {need} for the prompt and the answer reserve")
+        if plan.context_mode in (ContextMode.AUTO, ContextMode.FULL):
+            whole = self._try_whole(selection.selected, budget.available,
+                                    Packer(self.counter, plan.neighbours, plan.layout),
+                                    forced=plan.context_mode == ContextMode.FULL)
             if whole is not None:
-                return done(whole, 0)
+                return whole, 0, ""
+        return self.search_and_pack(plan, budget, selection, query)
 
-        narrowed = self._neighbours_for(budget.available, neighbours)
-        if narrowed != neighbours:
-            packer = Packer(self.counter, narrowed, layout)
-        filtered = len(selected) < len(docs)
+    def search_and_pack(self, plan: Plan, budget: Budget, selection: Selection,
+                        query: str) -> tuple[Packing, int, str]:
+        """Searched hits widened by neighbours and packed, searching wider while the budget
+        is left short and the store has more."""
+        available = budget.available
+        narrowed = self._neighbours_for(available, plan.neighbours)
+        packer = Packer(self.counter, narrowed, plan.layout)
         # Hits widened by neighbours fill the budget with fewer of them: search for that
         # many first, and for enough single chunks only when those left room unfilled
         # (hits that touch share neighbours, so each adds less).
-        limit = self._candidates(budget.available, 1 + narrowed)
-        hits, more = self._search(question, search_mode, selected, filtered, budget.available,
-                                  limit)
+        limit = self._candidates(available, 1 + narrowed)
+        hits, more = self._search(query, plan.search_mode, selection, available, limit)
         if not hits:
-            return done(empty, 0, "no passage matches the question")
-        packing = self._pack(packer, hits, narrowed, budget.available)
+            return self._empty(plan, budget), 0, "no passage matches the question"
+        packing = self._pack(packer, hits, narrowed, available)
         # Duplicates (copies of a file) and touching hits add less than a widened hit each:
         # while that leaves the budget short and the store has more, search wider.
-        wider = self._candidates(budget.available, 1)
+        wider = self._candidates(available, 1)
         for _ in range(self.REFILL_ROUNDS):
-            if not more or packing.used_tokens >= budget.available * self.REFILL_BELOW:
+            if not more or packing.used_tokens >= available * self.REFILL_BELOW:
                 break
             limit = min(max(wider, 2 * limit), self.settings.retrieval.max_candidates)
             if limit <= len(hits):
                 break
-            hits, more = self._search(question, search_mode, selected, filtered,
-                                      budget.available, limit)
-            packing = self._pack(packer, hits, narrowed, budget.available)
-        if narrowed != neighbours:
-            packing.notes.append(f"neighbours {neighbours} -> {narrowed}: the budget holds fewer "
-                                 f"than {self.MIN_PASSAGES} widened passages")
-        return done(packing, len(hits))
+            hits, more = self._search(query, plan.search_mode, selection, available, limit)
+            packing = self._pack(packer, hits, narrowed, available)
+        if narrowed != plan.neighbours:
+            packing.notes.append(f"neighbours {plan.neighbours} -> {narrowed}: the budget holds "
+                                 f"fewer than {self.MIN_PASSAGES} widened passages")
+        return packing, len(hits), ""
+
+    def _empty(self, plan: Plan, budget: Budget) -> Packing:
+        return Packing([], [], 0, budget.available, plan.layout, "retrieve", self.counter.name)
 
     MIN_PASSAGES = 8  # a budget too small for this many widened hits packs bare hits
     REFILL_BELOW = 0.9  # search again, for more candidates, when less of the budget is used
@@ -231,12 +277,10 @@ class Retriever:
         """The `n` best chunks for `query` under the options' mode and filters, as `retrieve`
         ranks them (no packing)."""
         mode = options.search_mode or self.settings.retrieval.search_mode
-        docs = self._documents()
-        selected = self._select(docs, options.filters) if options.filters.active else docs
-        if not selected:
+        selection = self.select(options.filters)
+        if not selection.selected:
             return []
-        hits, _ = self._search(query, mode, selected, len(selected) < len(docs), available,
-                               self._candidates(available, 1))
+        hits, _ = self._search(query, mode, selection, available, self._candidates(available, 1))
         return hits[:n]
 
     def _neighbours_for(self, available: int, neighbours: int) -> int:
@@ -247,31 +291,31 @@ class Retriever:
             neighbours -= 1
         return neighbours
 
-    def _try_whole(self, selected: list[dict[str, Any]], available: int, packer: Packer,
+    def _try_whole(self, selected: list[ChunkPayload], available: int, packer: Packer,
                    forced: bool) -> Packing | None:
         """Whole documents when they all fit (auto), or as many as fit (full). A file
         stored twice (a copy under another name) goes in once: the first by path."""
         first: dict[str, str] = {}
         copies = []
         for d in selected:
-            key = d.get("file_hash") or d["document_id"]
-            if first.setdefault(key, d["document_id"]) != d["document_id"]:
-                copies.append(LeftOut("duplicate", d["document_id"], d.get("source", "")))
+            key = d.file_hash or d.document_id
+            if first.setdefault(key, d.document_id) != d.document_id:
+                copies.append(LeftOut("duplicate", d.document_id, d.source))
         if copies:
             dropped = {x.document_id for x in copies}
-            selected = [d for d in selected if d["document_id"] not in dropped]
+            selected = [d for d in selected if d.document_id not in dropped]
         if not forced:
-            estimate = sum(int(d.get("doc_tokens", 0)) for d in selected)
-            estimate += sum(max(1, int(d.get("pages") or 1)) for d in selected) * \
-                self.counter.count(header_for(999, ChunkRef.from_payload("", selected[0])))
+            estimate = sum(int(d.doc_tokens) for d in selected)
+            estimate += sum(max(1, int(d.pages or 1)) for d in selected) * \
+                self.counter.count(header_for(999, ChunkRef.from_chunk("", selected[0])))
             # Cheap bound first: fetching every chunk only pays when it may fit.
             if estimate > available * 1.05:
                 return None
-        ids = tuple(d["document_id"] for d in selected)
+        ids = tuple(d.document_id for d in selected)
         by_doc: dict[str, list[ChunkRef]] = {i: [] for i in ids}
         for point in self.store.scroll(Where(equals={"state": LIVE}, any_of={"document_id": ids})):
-            by_doc[point.payload["document_id"]].append(ChunkRef.from_payload(point.id,
-                                                                              point.payload))
+            chunk = ChunkRef.from_payload(point.id, point.payload)
+            by_doc[chunk.document_id].append(chunk)
         packing = packer.pack_whole([by_doc[i] for i in ids], available)
         if not forced and packing.left_out:
             return None
@@ -302,15 +346,15 @@ class Retriever:
         self._last_query = ((question, mode), dense, sparse)
         return dense, sparse
 
-    def _search(self, question: str, mode: SearchMode, selected: list[dict[str, Any]],
-                filtered: bool, available: int, limit: int) -> tuple[list[Hit], bool]:
+    def _search(self, question: str, mode: SearchMode, selection: Selection, available: int,
+                limit: int) -> tuple[list[Hit], bool]:
         """The hits, best first, and whether the store had more (the limit was reached)."""
         per_chunk = self._chunk_tokens
         r = self.settings.retrieval
         where = Where(equals={"state": LIVE})
-        if filtered:
-            where = where.and_(Where(any_of={"document_id": tuple(d["document_id"]
-                                                                  for d in selected)}))
+        if selection.filtered:
+            where = where.and_(Where(any_of={"document_id": tuple(d.document_id
+                                                                  for d in selection.selected)}))
         dense, sparse = self._query_vectors(question, mode)
         points = self.store.query(dense=dense, sparse=sparse, mode=mode, where=where,
                                   limit=limit, rrf_k=r.rrf_k)
@@ -333,10 +377,10 @@ class Retriever:
         of a needle, found by keywords alone) below chunks both find half-well; at a small
         budget it is then left out. The top PROMOTE of each search, alternating, go first."""
         leaders: list[list[str]] = []
-        for mode in ("dense", "keyword"):
-            top = self.store.query(dense=dense if mode == "dense" else None,
-                                   sparse=sparse if mode == "keyword" else None,
-                                   mode=mode, where=where, limit=self.PROMOTE)  # type: ignore[arg-type]
+        for mode in (SearchMode.DENSE, SearchMode.KEYWORD):
+            top = self.store.query(dense=dense if mode == SearchMode.DENSE else None,
+                                   sparse=sparse if mode == SearchMode.KEYWORD else None,
+                                   mode=mode, where=where, limit=self.PROMOTE)
             leaders.append([p.id for p in top])
         order: list[str] = []
         for pair in zip(*[ids + [""] * (self.PROMOTE - len(ids)) for ids in leaders], strict=True):
@@ -363,7 +407,8 @@ class Retriever:
                     wanted.add(point_id(c.document_id, c.doc_hash, i))
         found: dict[tuple[str, int], ChunkRef] = {}
         for point in self.store.retrieve(sorted(wanted)):
-            if point.payload.get("state") == LIVE:
-                ref = ChunkRef.from_payload(point.id, point.payload)
+            payload = ChunkPayload.from_payload(point.payload)
+            if payload.state == LIVE:
+                ref = ChunkRef.from_chunk(point.id, payload)
                 found[(ref.document_id, ref.index)] = ref
         return found

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "ingest": {"core"},
-    "serving": {"core"},
+    "serving": {"core", "ingest"},
     "retrieval": {"core", "ingest", "serving"},
     "app": {"core", "ingest", "retrieval", "serving"},
     "ui": set(),

@@ -9,7 +9,7 @@ import streamlit as st
 
 from ui import ledger as ledger_view
 from ui.client import ApiClient, ApiError, ApiUnreachableError, LLMUnavailableError
-from ui.conversation import CONTEXT_MODES, LAYOUTS, SEARCH_MODES, Options, Turn, citation_title, highlighted
+from ui.conversation import Options, Turn, citation_title, highlighted
 
 BUDGET_STEP = 256
 MIN_BUDGET = 256  # when the API states no limits
@@ -135,12 +135,13 @@ def sidebar_options(client: ApiClient) -> Options | ApiError:
             key="budget_tokens",
             help=f"Tokens of context the model may read, up to its window ({window:,}): the "
                  "prompt, the passages and the answer reserve.")
-        layout = _choice("Layout", LAYOUTS, defaults.get("layout"), "layout",
+        layout = _choice("Layout", _offered(config, "layout"), defaults.get("layout"), "layout",
                          "document: passages grouped by document in original order; relevance: "
                          "best first; edges: best evidence at the start and the end.")
-        mode = _choice("Search", SEARCH_MODES, defaults.get("mode"), "mode",
+        mode = _choice("Search", _offered(config, "mode"), defaults.get("mode"), "mode",
                        "hybrid: dense + keyword fused; or either alone.")
-        context = _choice("Whole documents", CONTEXT_MODES, defaults.get("context"), "context",
+        context = _choice("Whole documents", _offered(config, "context"), defaults.get("context"),
+                          "context",
                           "auto: whole documents when all selected fit the budget, else "
                           "retrieval; full: always whole; retrieve: always search.")
         names = {d["document_id"]: _doc_label(d) for d in documents}
@@ -154,6 +155,14 @@ def sidebar_options(client: ApiClient) -> Options | ApiError:
         st.caption(f"Model {config.get('model') or '?'} · window {window:,} tokens · "
                    f"{len(documents)} document{'s' * (len(documents) != 1)}")
         return Options(int(budget), layout, mode, context, list(chosen))
+
+
+def _offered(config: dict[str, Any], name: str) -> tuple[str, ...]:
+    """The values the API accepts for option `name`: /v1/config lists them (core/choices.py
+    defines them), so the UI keeps no copy that could drift; an API that lists none offers
+    its default alone."""
+    offered = (config.get("choices") or {}).get(name) or [(config.get("defaults") or {}).get(name)]
+    return tuple(str(v) for v in offered if v)
 
 
 def _choice(label: str, options: tuple[str, ...], default: Any, key: str, help: str) -> str:

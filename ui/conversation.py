@@ -11,10 +11,6 @@ from typing import Any
 from ui.client import StreamEvent
 from ui.ledger import file_name
 
-LAYOUTS = ("document", "relevance", "edges")
-SEARCH_MODES = ("hybrid", "dense", "keyword")
-CONTEXT_MODES = ("auto", "full", "retrieve")
-
 
 @dataclass
 class Options:

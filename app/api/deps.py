@@ -6,12 +6,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from app.api.jobs import JobManager
 from app.api.metrics import Metrics
+from app.service import RagService
 from core.errors import RagError
 from core.settings import Settings
 
@@ -23,36 +24,20 @@ class ApiState:
     """One per app (so one per process): the embedded store allows a single owner."""
 
     settings: Settings
-    service: Any  # app.service.RagService
+    service: RagService
     jobs: JobManager
     metrics: Metrics
     owns_service: bool
     created: int = field(default_factory=lambda: int(time.time()))
     warm: threading.Event = field(default_factory=threading.Event)
     warm_error: str | None = None
-    _llm_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def ensure_llm(self) -> None:
-        """Creates the service's LLM client once. Without llm.url this starts the CPU server
-        (which takes a while): concurrent first requests wait for one start, not race."""
-        with self._llm_lock:
-            self.service.llm  # noqa: B018 (the property creates and caches the client)
 
     def warm_up(self) -> None:
         """Loads the embedder and reaches the LLM in the background after startup, so the
         first question does not pay for both."""
         try:
-            runtime = self.service.runtime
-            if runtime._embedder is None:
-                # Loaded outside the store lock (seconds of torch import and weights), so
-                # listing documents or readiness do not wait for it.
-                from ingest.embedder import Embedder
-
-                embedder = Embedder(self.settings.embedding)
-                with self.service._lock:
-                    if runtime._embedder is None:
-                        runtime._embedder = embedder
-            self.ensure_llm()
+            self.service.runtime.warm_embedder()
+            self.service.start_llm()
             self.service.served(require_server=False)
         except RagError as exc:
             self.warm_error = str(exc)

@@ -5,9 +5,8 @@ Each job is also written to data_dir/jobs/<id>.json as it progresses, so that wi
 API workers (one data dir, a Qdrant server) any worker can report any job, and a job whose
 worker died is reported failed rather than running forever.
 
-Store access is serialised with the service's lock, one store call at a time (not the whole
-job): questions keep being answered while a large upload is embedded, and each question's
-retrieval, which holds the lock throughout, sees the store between two ingest writes.
+A job writes through the runtime's locked store and embedder (app/runtime.py), one store
+call at a time: questions keep being answered while a large upload is embedded.
 """
 
 from __future__ import annotations
@@ -22,12 +21,14 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from app.api.metrics import Metrics
 from core.settings import Settings
 from ingest.pipeline import FileResult, Progress, ingest
-from ingest.store import LIVE
+
+if TYPE_CHECKING:
+    from app.service import RagService
 
 log = logging.getLogger("rag.api")
 JobStatus = Literal["queued", "running", "done", "failed"]
@@ -84,80 +85,11 @@ class _JobProgress(Progress):
             self.saved(self.job)
 
 
-class LockedStore:
-    """The store with each call under `lock` (scrolls are read whole inside it).
-
-    The pipeline commits a document with two calls, set_payload(state=live) then the delete
-    of its previous version; the lock is held from the first to the end of the second, so a
-    reader never sees two versions of one document live."""
-
-    _CALLS = {"ensure_collection", "exists", "upsert", "set_payload", "delete", "query",
-              "retrieve", "scroll", "count", "optimize"}
-
-    def __init__(self, store: Any, lock: threading.RLock):
-        self._store = store
-        self._lock = lock
-        self._held = 0
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._store, name)
-        if name not in self._CALLS:
-            return attr
-
-        def locked(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                result = attr(*args, **kwargs)
-                return list(result) if name == "scroll" else result
-
-        return locked
-
-    def set_payload(self, where: Any, payload: dict[str, Any]) -> None:
-        self._lock.acquire()
-        try:
-            self._store.set_payload(where, payload)
-        except BaseException:
-            self._lock.release()
-            raise
-        if payload.get("state") == LIVE:
-            self._held += 1  # released by the delete of the old version, which follows
-        else:
-            self._lock.release()
-
-    def delete(self, where: Any) -> None:
-        try:
-            with self._lock:
-                self._store.delete(where)
-        finally:
-            self.release_held()
-
-    def release_held(self) -> None:
-        while self._held:
-            self._held -= 1
-            self._lock.release()
-
-
-class LockedEmbedder:
-    """The shared embedder with each batch under `lock`: retrieval embeds questions under the
-    same lock, and one model must not run two batches at once (its tokenizer is not
-    reentrant)."""
-
-    def __init__(self, embedder: Any, lock: threading.RLock):
-        self._embedder = embedder
-        self._lock = lock
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._embedder, name)
-
-    def embed(self, texts: list[str]) -> Any:
-        with self._lock:
-            return self._embedder.embed(texts)
-
-
 class JobManager:
     """Queued ingest jobs, run one at a time on a background thread; the last `keep`
     jobs stay readable."""
 
-    def __init__(self, settings: Settings, service: Any, metrics: Metrics | None = None,
+    def __init__(self, settings: Settings, service: RagService, metrics: Metrics | None = None,
                  keep: int = 256):
         self.settings = settings
         self.service = service
@@ -249,14 +181,11 @@ class JobManager:
     def _run(self, job: Job) -> None:
         job.status = "running"
         self._save(job)
-        service = self.service
-        lock = service._lock
-        store = LockedStore(service.runtime.store, lock)
+        runtime = self.service.runtime
+        store = runtime.locked_store()
         try:
-            with lock:
-                embedder = service.runtime.embedder()
             ingest(self.settings, job.paths, progress=_JobProgress(job, self._save), store=store,
-                   embedder=LockedEmbedder(embedder, lock))
+                   embedder=runtime.locked_embedder())
             job.status = "done"
         except Exception as exc:  # the job reports it; the server goes on
             from app.api.errors import from_exception

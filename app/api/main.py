@@ -22,6 +22,7 @@ from app.api.deps import ApiState
 from app.api.jobs import JobManager
 from app.api.metrics import Metrics, MetricsMiddleware
 from app.api.middleware import AuthMiddleware, BodyLimitMiddleware
+from app.service import RagService
 from core.settings import Settings, load_settings
 
 log = logging.getLogger("rag.api")
@@ -32,14 +33,12 @@ UPLOAD_PATH = "/v1/documents"
 _MULTIPART_SLACK = 1 << 20  # part headers and boundaries around the files
 
 
-def create_app(settings: Settings | None = None, service: Any = None) -> FastAPI:
+def create_app(settings: Settings | None = None, service: RagService | None = None) -> FastAPI:
     """The REST API over `service` (a RagService; built from `settings` when not given)."""
     if settings is None:
         settings = service.settings if service is not None else load_settings()
     owns = service is None
     if service is None:
-        from app.service import RagService
-
         service = RagService(settings)
     metrics = Metrics()
     state = ApiState(settings, service, JobManager(settings, service, metrics,
@@ -53,8 +52,7 @@ def create_app(settings: Settings | None = None, service: Any = None) -> FastAPI
         finally:
             state.jobs.close()
             if state.owns_service:
-                with service._lock:
-                    service.close()
+                state.service.close()
 
     app = FastAPI(
         title="Long-context RAG API",

@@ -11,26 +11,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, UploadFile
 from fastapi.responses import JSONResponse
 
-from app.api.deps import StateDep
+from app.api.deps import ApiState, StateDep
 from app.api.errors import ApiError
 from app.api.routes_query import ERRORS
 from app.api.schemas import Deleted, DocumentList, ErrorEnvelope, JobAccepted, JobOut
 from app.api.uploads import check_content, safe_name
-from ingest.documents import delete_document, list_documents
 
 router = APIRouter(tags=["documents"])
 _ERRORS = {**ERRORS, 404: {"model": ErrorEnvelope}, 415: {"model": ErrorEnvelope}}
 
 
-def uploads_dir(state: Any) -> Path:
+def uploads_dir(state: ApiState) -> Path:
     return Path(state.settings.data_dir) / "uploads"
 
 
 @router.get("/v1/documents", response_model=DocumentList, responses=ERRORS)
 def documents(state: StateDep) -> dict[str, Any]:
     """Every stored document."""
-    with state.service._lock:
-        docs = list_documents(state.service.runtime.store)
+    docs = state.service.documents()
     return {"data": [d.to_dict() for d in docs]}
 
 
@@ -100,8 +98,7 @@ def job(job_id: str, state: StateDep) -> dict[str, Any]:
 @router.delete("/v1/documents/{document_id}", response_model=Deleted, responses=_ERRORS)
 def delete(document_id: str, state: StateDep) -> dict[str, Any]:
     """Delete a document (all its chunks) by id; an uploaded file is removed with it."""
-    with state.service._lock:
-        doc = delete_document(state.service.runtime.store, document_id)
+    doc = state.service.delete_document(document_id)
     source = Path(doc.source)
     if source.parent == uploads_dir(state).resolve():
         source.unlink(missing_ok=True)

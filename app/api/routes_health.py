@@ -14,6 +14,7 @@ from app.api.errors import envelope
 from app.api.metrics import CONTENT_TYPE
 from app.api.routes_query import ERRORS
 from app.api.schemas import MAX_HISTORY, ConfigOut, ErrorEnvelope, Health, Readiness
+from core.choices import ContextMode, Layout, SearchMode, names
 from ingest.loaders import supported_extensions
 from serving.readiness import is_ready
 
@@ -29,8 +30,7 @@ async def healthz() -> dict[str, str]:
 
 def _check_store(state: ApiState) -> tuple[bool, str]:
     try:
-        with state.service._lock:
-            n = state.service.runtime.document_count()
+        n = state.service.document_count()
         return True, f"{n} documents"
     except Exception as exc:
         return False, f"{type(exc).__name__}: {exc}"
@@ -39,7 +39,7 @@ def _check_store(state: ApiState) -> tuple[bool, str]:
 def _check_llm(state: ApiState) -> tuple[bool, str]:
     if not state.warm.is_set():
         return False, "starting (loading the embedder and reaching the LLM server)"
-    llm = state.service._llm
+    llm = state.service.llm_client()
     if llm is None:
         return False, state.warm_error or "no LLM client"
     up = [u for u in llm.urls if is_ready(u, llm.api_key, path="/models")]
@@ -75,7 +75,7 @@ async def metrics(state: StateDep) -> Response:
 @router.get("/v1/config", response_model=ConfigOut, responses=ERRORS)
 def config(state: StateDep) -> dict[str, Any]:
     """The served model and window, the request defaults and the limits."""
-    state.ensure_llm()
+    state.service.start_llm()
     served = state.service.served(require_server=False)
     s = state.settings
     r = s.retrieval
@@ -86,6 +86,8 @@ def config(state: StateDep) -> dict[str, Any]:
         "defaults": {"budget_tokens": min(max(r.budget_tokens, api.min_budget_tokens),
                                           api.max_budget_tokens),
                      "layout": r.layout, "mode": r.search_mode, "context": r.context_mode},
+        "choices": {"layout": names(Layout), "mode": names(SearchMode),
+                    "context": names(ContextMode)},
         "limits": {"max_question_chars": api.max_question_chars,
                    "min_budget_tokens": api.min_budget_tokens,
                    "max_budget_tokens": api.max_budget_tokens,

@@ -50,7 +50,7 @@ def _usage(usage: dict[str, Any]) -> dict[str, int]:
 @router.get("/v1/models", response_model=ModelList, responses=ERRORS)
 def models(state: StateDep) -> dict[str, Any]:
     """The model that answers, with its context window (an extra field)."""
-    state.ensure_llm()
+    state.service.start_llm()
     served = state.service.served(require_server=True)
     return {"object": "list", "data": [{
         "id": served.model, "object": "model", "created": state.created, "owned_by": "rag",
@@ -65,7 +65,7 @@ def chat_completions(req: ChatCompletionRequest, state: StateDep) -> Response:
     question, history = _conversation(req)
     opts = options(state, question, req.budget_tokens, req.layout, req.mode, req.context,
                    req.filters)
-    state.ensure_llm()
+    state.service.start_llm()
     events = state.service.stream(question, history, opts)
     meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
     if not req.stream:

@@ -21,6 +21,7 @@ from app.api.schemas import (
     RetrieveResponse,
 )
 from app.api.sse import HEADERS, sse
+from core.choices import ContextMode, Layout, SearchMode
 from retrieval.prompt import Message
 from retrieval.service import Filters, RetrieveOptions
 
@@ -35,8 +36,9 @@ _SSE_DOC = (
 )
 
 
-def options(state: ApiState, question: str, budget_tokens: int | None, layout: str | None,
-            mode: str | None, context: str | None, filters: FiltersIn | None) -> RetrieveOptions:
+def options(state: ApiState, question: str, budget_tokens: int | None, layout: Layout | None,
+            mode: SearchMode | None, context: ContextMode | None,
+            filters: FiltersIn | None) -> RetrieveOptions:
     """Request fields → RetrieveOptions, with the configured limits (api.*)."""
     api = state.settings.api
     if len(question) > api.max_question_chars:
@@ -52,8 +54,7 @@ def options(state: ApiState, question: str, budget_tokens: int | None, layout: s
             budget_tokens = min(max(default, api.min_budget_tokens), api.max_budget_tokens)
     f = filters or FiltersIn(path=None)
     return RetrieveOptions(
-        budget_tokens=budget_tokens, layout=layout, search_mode=mode,  # type: ignore[arg-type]
-        context_mode=context,  # type: ignore[arg-type]
+        budget_tokens=budget_tokens, layout=layout, search_mode=mode, context_mode=context,
         filters=Filters(tuple(f.document_ids), f.path or None, tuple(f.types)))
 
 
@@ -95,7 +96,7 @@ def retrieve(req: RetrieveRequest, state: StateDep) -> Response:
     The same object as `rag retrieve --json`, plus `context`."""
     opts = options(state, req.question, req.budget_tokens, req.layout, req.mode, req.context,
                    req.filters)
-    state.ensure_llm()
+    state.service.start_llm()
     result = state.service.retrieve(req.question, opts, history_of(req))
     data = result.to_dict(with_context=True)
     state.metrics.packed("/v1/retrieve", data)
@@ -120,7 +121,7 @@ def query(req: QueryRequest, state: StateDep) -> Response:
     """Answer a question from the documents, with citations and the context ledger."""
     opts = options(state, req.question, req.budget_tokens, req.layout, req.mode, req.context,
                    req.filters)
-    state.ensure_llm()
+    state.service.start_llm()
     events = state.service.stream(req.question, history_of(req), opts)
     if not req.stream:
         return JSONResponse(final_answer(state, "/v1/query", events))

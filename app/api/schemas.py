@@ -8,9 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Layout = Literal["document", "relevance", "edges"]
-SearchMode = Literal["hybrid", "dense", "keyword"]
-ContextMode = Literal["auto", "full", "retrieve"]
+from core.choices import ContextMode, Layout, SearchMode
 
 # Static bounds of the schema; the configured (api.*) limits are written into the served
 # OpenAPI document and checked per request (app/api/main.py, routes_query.py).
@@ -233,10 +231,19 @@ class Limits(BaseModel):
     upload_types: list[str]
 
 
+class Choices(BaseModel):
+    """Every value each option accepts (the UI draws its controls from these)."""
+
+    layout: list[Layout]
+    mode: list[SearchMode]
+    context: list[ContextMode]
+
+
 class ConfigOut(BaseModel):
     context_window: int
     model: str
     defaults: Defaults
+    choices: Choices
     limits: Limits
     auth: bool
 

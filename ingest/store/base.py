@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
+
+from core.choices import SearchMode
 
 DENSE = "dense"
 SPARSE = "keywords"
-SearchMode = Literal["hybrid", "dense", "keyword"]
 
 # Payload fields that filters use; both stores index them.
 KEYWORD_FIELDS = ("document_id", "source", "type", "state", "doc_hash", "parent")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from core.choices import SearchMode
 from core.errors import StoreError, StoreLockedError
 from ingest.store.base import (
     DENSE,
@@ -17,10 +18,33 @@ from ingest.store.base import (
     SPARSE,
     PointIn,
     PointOut,
-    SearchMode,
     Sparse,
     Where,
 )
+from ingest.store.common import (
+    check_dimension,
+    records,
+    scored,
+    scroll_pages,
+    search_for,
+    to_filter,
+)
+
+
+class _Conditions:
+    """Payload conditions in qdrant_edge's terms."""
+
+    def __init__(self, q: Any):
+        self.q = q
+
+    def equals(self, key: str, value: str | int) -> Any:
+        return self.q.FieldCondition(key=key, match=self.q.MatchValue(value))
+
+    def any_of(self, key: str, values: list[str]) -> Any:
+        return self.q.FieldCondition(key=key, match=self.q.MatchAny(values))
+
+    def conjunction(self, must: list[Any] | None, must_not: list[Any] | None) -> Any:
+        return self.q.Filter(must=must, must_not=must_not)
 
 
 class EdgeStore:
@@ -31,6 +55,7 @@ class EdgeStore:
         import qdrant_edge as q
 
         self.q = q
+        self.conditions = _Conditions(q)
         self.path = path
         self.hnsw = (hnsw_m, hnsw_ef_construct)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,12 +86,7 @@ class EdgeStore:
     def ensure_collection(self, dim: int) -> None:
         q = self.q
         if self.shard is not None:
-            have = self.shard_dim()
-            if have is not None and have != dim:
-                raise StoreError(
-                    f"collection {self.path.name} holds {have}-d vectors but the embedder makes "
-                    f"{dim}-d ones: use another store.collection or re-ingest into a new one"
-                )
+            check_dimension(self.path.name, self.shard_dim(), dim)
             return
         config = q.EdgeConfig(
             vectors={DENSE: q.EdgeVectorParams(size=dim, distance=q.Distance.Cosine)},
@@ -92,15 +112,7 @@ class EdgeStore:
         return int(dense["size"]) if dense and "size" in dense else None
 
     def _filter(self, where: Where) -> Any:
-        q = self.q
-        must: list[Any] = [q.FieldCondition(key=k, match=q.MatchValue(v))
-                           for k, v in where.equals.items()]
-        must += [q.FieldCondition(key=k, match=q.MatchAny(list(v))) for k, v in where.any_of.items()]
-        must_not = [q.FieldCondition(key=k, match=q.MatchValue(v))
-                    for k, v in where.not_equals.items()]
-        if not must and not must_not:
-            return None
-        return q.Filter(must=must or None, must_not=must_not or None)
+        return to_filter(where, self.conditions)
 
     def upsert(self, points: list[PointIn]) -> None:
         self.generation += 1
@@ -130,12 +142,15 @@ class EdgeStore:
               where: Where, limit: int, rrf_k: int = 60) -> list[PointOut]:
         if self.shard is None:
             return []
+        search = search_for(dense, sparse, mode)
+        if search is None:
+            return []
         q = self.q
         flt = self._filter(where)
-        dense_q = q.Query.Nearest(dense, using=DENSE) if dense is not None else None
-        sparse_q = (q.Query.Nearest(q.SparseVector(sparse.indices, sparse.values), using=SPARSE)
-                    if sparse is not None and sparse.indices else None)
-        if mode == "hybrid" and dense_q is not None and sparse_q is not None:
+        dense_q = q.Query.Nearest(search.dense, using=DENSE) if search.dense is not None else None
+        sparse_q = (q.Query.Nearest(q.SparseVector(search.sparse.indices, search.sparse.values),
+                                    using=SPARSE) if search.sparse is not None else None)
+        if search.hybrid:
             request = q.QueryRequest(
                 limit=limit,
                 prefetches=[q.Prefetch(limit=limit, query=dense_q, filter=flt),
@@ -143,31 +158,22 @@ class EdgeStore:
                 query=q.Fusion.Rrf(k=rrf_k), filter=flt, with_payload=True,
             )
         else:
-            single = sparse_q if mode == "keyword" else dense_q
-            if single is None:
-                return []
+            single = dense_q if dense_q is not None else sparse_q
             request = q.QueryRequest(limit=limit, query=single, filter=flt, with_payload=True)
-        return [PointOut(str(p.id), p.payload or {}, p.score) for p in self.shard.query(request)]
+        return scored(self.shard.query(request))
 
     def retrieve(self, ids: list[str]) -> list[PointOut]:
         if self.shard is None or not ids:
             return []
-        records = self.shard.retrieve([uuid.UUID(i) for i in ids], with_payload=True,
-                                      with_vector=False)
-        return [PointOut(str(r.id), r.payload or {}) for r in records]
+        return records(self.shard.retrieve([uuid.UUID(i) for i in ids], with_payload=True,
+                                           with_vector=False))
 
     def scroll(self, where: Where, batch: int = 1000) -> Iterator[PointOut]:
         if self.shard is None:
             return
-        offset = None
         flt = self._filter(where)
-        while True:
-            records, offset = self.shard.scroll(self.q.ScrollRequest(
-                offset=offset, limit=batch, filter=flt, with_payload=True, with_vector=False))
-            for r in records:
-                yield PointOut(str(r.id), r.payload or {})
-            if offset is None:
-                return
+        yield from scroll_pages(lambda offset: self.shard.scroll(self.q.ScrollRequest(
+            offset=offset, limit=batch, filter=flt, with_payload=True, with_vector=False)))
 
     def count(self, where: Where) -> int:
         if self.shard is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from core.choices import SearchMode
 from core.errors import StoreError
 from ingest.store.base import (
     DENSE,
@@ -14,10 +15,33 @@ from ingest.store.base import (
     SPARSE,
     PointIn,
     PointOut,
-    SearchMode,
     Sparse,
     Where,
 )
+from ingest.store.common import (
+    check_dimension,
+    records,
+    scored,
+    scroll_pages,
+    search_for,
+    to_filter,
+)
+
+
+class _Conditions:
+    """Payload conditions in qdrant_client's terms."""
+
+    def __init__(self, m: Any):
+        self.m = m
+
+    def equals(self, key: str, value: str | int) -> Any:
+        return self.m.FieldCondition(key=key, match=self.m.MatchValue(value=value))
+
+    def any_of(self, key: str, values: list[str]) -> Any:
+        return self.m.FieldCondition(key=key, match=self.m.MatchAny(any=values))
+
+    def conjunction(self, must: list[Any] | None, must_not: list[Any] | None) -> Any:
+        return self.m.Filter(must=must, must_not=must_not)
 
 
 class ServerStore:
@@ -30,6 +54,7 @@ class ServerStore:
         from qdrant_client import models
 
         self.m = models
+        self.conditions = _Conditions(models)
         self.client = client
         self.collection = collection
         self.where = where
@@ -63,11 +88,7 @@ class ServerStore:
             vectors = info.config.params.vectors
             dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
             have = dense.size if dense is not None else None
-            if have is not None and have != dim:
-                raise StoreError(
-                    f"collection {self.collection} holds {have}-d vectors but the embedder makes "
-                    f"{dim}-d ones: use another store.collection or re-ingest into a new one"
-                )
+            check_dimension(self.collection, have, dim)
             return
         self._call(
             self.client.create_collection,
@@ -85,16 +106,7 @@ class ServerStore:
                        m.PayloadSchemaType.INTEGER)
 
     def _filter(self, where: Where) -> Any:
-        m = self.m
-        must: list[Any] = [m.FieldCondition(key=k, match=m.MatchValue(value=v))
-                           for k, v in where.equals.items()]
-        must += [m.FieldCondition(key=k, match=m.MatchAny(any=list(v)))
-                 for k, v in where.any_of.items()]
-        must_not: list[Any] = [m.FieldCondition(key=k, match=m.MatchValue(value=v))
-                               for k, v in where.not_equals.items()]
-        if not must and not must_not:
-            return None
-        return m.Filter(must=must or None, must_not=must_not or None)
+        return to_filter(where, self.conditions)
 
     def upsert(self, points: list[PointIn]) -> None:
         self.generation += 1
@@ -124,50 +136,42 @@ class ServerStore:
     def query(self, *, dense: list[float] | None, sparse: Sparse | None, mode: SearchMode,
               where: Where, limit: int, rrf_k: int = 60) -> list[PointOut]:
         m = self.m
-        if not self.exists():
+        search = search_for(dense, sparse, mode)
+        if search is None or not self.exists():
             return []
         flt = self._filter(where)
-        sparse_q = (m.SparseVector(indices=sparse.indices, values=sparse.values)
-                    if sparse is not None and sparse.indices else None)
-        if mode == "hybrid" and dense is not None and sparse_q is not None:
+        sparse_q = (m.SparseVector(indices=search.sparse.indices, values=search.sparse.values)
+                    if search.sparse is not None else None)
+        if search.hybrid:
             result = self._call(
                 self.client.query_points, self.collection,
-                prefetch=[m.Prefetch(query=dense, using=DENSE, limit=limit, filter=flt),
+                prefetch=[m.Prefetch(query=search.dense, using=DENSE, limit=limit, filter=flt),
                           m.Prefetch(query=sparse_q, using=SPARSE, limit=limit, filter=flt)],
                 query=m.RrfQuery(rrf=m.Rrf(k=rrf_k)), query_filter=flt, limit=limit,
                 with_payload=True,
             )
         else:
-            vector = sparse_q if mode == "keyword" else dense
-            if vector is None:
-                return []
+            by_dense = search.dense is not None
             result = self._call(
-                self.client.query_points, self.collection, query=vector,
-                using=SPARSE if mode == "keyword" else DENSE, query_filter=flt, limit=limit,
-                with_payload=True,
+                self.client.query_points, self.collection,
+                query=search.dense if by_dense else sparse_q, using=DENSE if by_dense else SPARSE,
+                query_filter=flt, limit=limit, with_payload=True,
             )
-        return [PointOut(str(p.id), p.payload or {}, p.score) for p in result.points]
+        return scored(result.points)
 
     def retrieve(self, ids: list[str]) -> list[PointOut]:
         if not ids or not self.exists():
             return []
-        records = self._call(self.client.retrieve, self.collection, ids=ids, with_payload=True,
-                             with_vectors=False)
-        return [PointOut(str(r.id), r.payload or {}) for r in records]
+        return records(self._call(self.client.retrieve, self.collection, ids=ids,
+                                  with_payload=True, with_vectors=False))
 
     def scroll(self, where: Where, batch: int = 1000) -> Iterator[PointOut]:
         if not self.exists():
             return
-        offset = None
         flt = self._filter(where)
-        while True:
-            records, offset = self._call(self.client.scroll, self.collection, scroll_filter=flt,
-                                         limit=batch, offset=offset, with_payload=True,
-                                         with_vectors=False)
-            for r in records:
-                yield PointOut(str(r.id), r.payload or {})
-            if offset is None:
-                return
+        yield from scroll_pages(lambda offset: self._call(
+            self.client.scroll, self.collection, scroll_filter=flt, limit=batch, offset=offset,
+            with_payload=True, with_vectors=False))
 
     def count(self, where: Where) -> int:
         if not self.exists():

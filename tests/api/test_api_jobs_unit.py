@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from app.api.jobs import LockedStore
+from app.runtime import LockedStore
 from ingest.store import LIVE, Where
 
 

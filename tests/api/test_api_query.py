@@ -125,6 +125,9 @@ def test_config_gives_the_ui_its_window_defaults_and_limits(sample_api: Api,
     assert body["model"] == "SmolLM2-135M-Instruct.Q4_1"
     assert body["defaults"] == {"budget_tokens": 16384, "layout": "document", "mode": "hybrid",
                                 "context": "auto"}
+    assert body["choices"] == {"layout": ["document", "relevance", "edges"],
+                               "mode": ["hybrid", "dense", "keyword"],
+                               "context": ["auto", "full", "retrieve"]}
     limits = body["limits"]
     assert limits["min_budget_tokens"] == 512 and limits["max_budget_tokens"] == 16384
     assert limits["max_question_chars"] == 2000 and limits["max_files_per_upload"] == 3

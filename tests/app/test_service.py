@@ -256,7 +256,7 @@ def test_cli_ask_json(settings: Settings, service: RagService, corpus: Path,
 
 
 def test_a_grown_conversation_keeps_the_previous_contexts_prefix(counter: Any) -> None:
-    from app.service import _keep_prefix
+    from retrieval.context import keep_prefix as _keep_prefix
     from retrieval.packer import Packing, Passage, header_for, render
 
     passages = []

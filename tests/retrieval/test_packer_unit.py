@@ -11,7 +11,7 @@ from retrieval_helpers import filler_sentences, paragraphs, sentences_of
 from ingest.chunker import PASSAGE_END, Chunker
 from ingest.loaders import Section
 from ingest.tokenizer import TokenCounter
-from retrieval.packer import ChunkRef, Hit, Packer, header_for, render
+from retrieval.packer import ChunkRef, Fill, Hit, Packer, canonical_copies, header_for, rank_hits, render
 
 
 def make_doc(counter: TokenCounter, doc: str, text: str | list[Section], size: int = 48,
@@ -322,3 +322,40 @@ def test_pack_whole_fits_exactly_and_leaves_out_what_does_not(counter, doc_a, do
     assert [p.document_id for p in short.passages] == ["alpha"]
     assert [(x.reason, x.document_id) for x in short.left_out] == [("budget", "bravo")]
     assert_exact(short, counter)
+
+
+# -- the stages, one at a time ----------------------------------------------------------------
+
+def test_ranked_hits_break_score_ties_by_position(doc_a, doc_b):
+    hits = [Hit(doc_b[2], 0.5), Hit(doc_a[7], 0.5), Hit(doc_a[3], 0.5), Hit(doc_b[0], 0.9)]
+    assert [(h.chunk.document_id, h.chunk.index) for h in rank_hits(hits)] == [
+        ("bravo", 0), ("alpha", 3), ("alpha", 7), ("bravo", 2)]
+
+
+def test_the_copy_packed_is_in_the_document_whose_first_hit_ranks_best(counter):
+    text = text_for(9)
+    first, second = make_doc(counter, "first", text), make_doc(counter, "second", text)
+    hits = [Hit(second[4], 0.9), Hit(first[2], 0.8), Hit(first[4], 0.7), Hit(second[2], 0.1)]
+    canonical = canonical_copies(hits)
+    assert canonical[first[4].content_hash] == ("second", 4)
+    # Chunk 2's best hit is first's, but second's first hit ranks best: its copy goes in.
+    assert canonical[first[2].content_hash] == ("second", 2)
+    assert canonical_copies(hits[1:3]) == {first[2].content_hash: ("first", 2),
+                                           first[4].content_hash: ("first", 4)}
+
+
+def test_fill_places_hits_one_by_one_and_keeps_an_exact_running_count(counter, doc_a):
+    packer = Packer(counter, neighbours=1)
+    fill = Fill(packer, rank_hits(hits_for(doc_a, 5, 6, 9)), keyed(doc_a), 10_000, None)
+    fill.add(0, fill.hits[0])
+    assert fill.runs == {("alpha", 0): [[4, 6]]}
+    fill.add(1, fill.hits[1])  # inside the run already: nothing changes
+    assert fill.runs == {("alpha", 0): [[4, 6]]}
+    fill.add(2, fill.hits[2])  # 8..10: chunk 7 lies between, so a second run
+    assert fill.runs == {("alpha", 0): [[4, 6], [8, 10]]}
+    assert fill.used == sum(p.tokens for p in fill.passages())
+    laid = packer.lay_out(fill.passages())
+    packing = packer.finish(laid, fill.left_out, 10_000, "retrieve", False)
+    assert spans(packing) == [("alpha", 4, 6), ("alpha", 8, 10)]
+    assert_exact(packing, counter)
+    assert packing == packer.pack(hits_for(doc_a, 5, 6, 9), keyed(doc_a), 10_000)

@@ -52,6 +52,8 @@ def test_sidebar_reads_window_defaults_and_documents(ui_env: RunningApi) -> None
     assert at.selectbox(key="layout").value == config["defaults"]["layout"]
     assert at.selectbox(key="mode").value == config["defaults"]["mode"]
     assert list(at.selectbox(key="layout").options) == ["document", "relevance", "edges"]
+    assert list(at.selectbox(key="mode").options) == config["choices"]["mode"]
+    assert list(at.selectbox(key="context").options) == config["choices"]["context"]
     filt = at.multiselect(key="document_ids")
     assert filt.value == [] and len(filt.options) == len(docs)
     assert any(FIXTURE_NAME in o for o in filt.options)

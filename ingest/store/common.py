@@ -1,0 +1,85 @@
+"""What the two stores share, the way qdrant-client shares its conversions: the filter's
+shape, the dimension check, the scroll loop and which search a query makes. Each store keeps
+a small translator for how its client library spells conditions and requests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.choices import SearchMode
+from core.errors import StoreError
+from ingest.store.base import PointOut, Sparse, Where
+
+
+class Conditions(Protocol):
+    """One client library's payload conditions."""
+
+    def equals(self, key: str, value: str | int) -> Any: ...
+
+    def any_of(self, key: str, values: list[str]) -> Any: ...
+
+    def conjunction(self, must: list[Any] | None, must_not: list[Any] | None) -> Any: ...
+
+
+def to_filter(where: Where, spell: Conditions) -> Any:
+    """`where` in the library's terms; None (no filter) when it has no condition."""
+    must = [spell.equals(k, v) for k, v in where.equals.items()]
+    must += [spell.any_of(k, list(v)) for k, v in where.any_of.items()]
+    must_not = [spell.equals(k, v) for k, v in where.not_equals.items()]
+    if not must and not must_not:
+        return None
+    return spell.conjunction(must or None, must_not or None)
+
+
+def check_dimension(collection: str, have: int | None, dim: int) -> None:
+    if have is not None and have != dim:
+        raise StoreError(
+            f"collection {collection} holds {have}-d vectors but the embedder makes "
+            f"{dim}-d ones: use another store.collection or re-ingest into a new one"
+        )
+
+
+@dataclass(frozen=True)
+class Search:
+    """The search a query makes: both vectors set is a hybrid (fused) search, one alone a
+    single search over it."""
+
+    dense: list[float] | None
+    sparse: Sparse | None
+
+    @property
+    def hybrid(self) -> bool:
+        return self.dense is not None and self.sparse is not None
+
+
+def search_for(dense: list[float] | None, sparse: Sparse | None,
+               mode: SearchMode) -> Search | None:
+    """None when the mode's vector is missing (a question with no known word searched by
+    keywords alone finds nothing). A hybrid query with no keyword vector searches dense."""
+    keywords = sparse if sparse is not None and sparse.indices else None
+    if mode == SearchMode.HYBRID and dense is not None and keywords is not None:
+        return Search(dense, keywords)
+    if mode == SearchMode.KEYWORD:
+        return Search(None, keywords) if keywords is not None else None
+    return Search(dense, None) if dense is not None else None
+
+
+def scored(points: Iterable[Any]) -> list[PointOut]:
+    return [PointOut(str(p.id), p.payload or {}, p.score) for p in points]
+
+
+def records(found: Iterable[Any]) -> list[PointOut]:
+    return [PointOut(str(r.id), r.payload or {}) for r in found]
+
+
+def scroll_pages(page: Callable[[Any], tuple[list[Any], Any]]) -> Iterator[PointOut]:
+    """Every record, page by page: `page(offset)` gives a page and the next offset (None
+    after the last)."""
+    offset = None
+    while True:
+        found, offset = page(offset)
+        yield from records(found)
+        if offset is None:
+            return
