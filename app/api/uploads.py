@@ -1,9 +1,10 @@
 """Uploaded files: a safe base name, and a look at the bytes before anything is stored.
 
 The extension picks the loader (ingest/loaders/); the content must agree with it: a PDF
-starts with %PDF-, DOCX, PPTX, EPUB, ODT and ODP are ZIP packages holding their format's
-parts (word/, ppt/, META-INF/container.xml, content.xml), an RTF starts with {\rtf, an mbox
-with a "From " line, and text types (text, markdown, HTML, code, e-mail, notebooks) must
+starts with %PDF-, DOCX, PPTX, XLSX, EPUB, ODT, ODS and ODP are ZIP packages holding their
+format's parts (word/, ppt/, xl/, META-INF/container.xml, content.xml), an image starts with
+its format's signature (PNG, JPEG, TIFF, WEBP, BMP), an RTF starts with {\rtf, an mbox with
+a "From " line, and text types (text, CSV, markdown, HTML, code, e-mail, notebooks) must
 decode as text. Anything else is refused with 415 before it reaches the uploads folder.
 """
 
@@ -22,8 +23,10 @@ _HEAD = 8192
 # Formats that start with printable bytes, so the text test alone would let them through.
 _BINARY_MAGIC = (b"%PDF-", b"PK\x03\x04", b"\x89PNG", b"GIF87a", b"GIF89a", b"\xff\xd8\xff",
                  b"\x1f\x8b", b"\x7fELF", b"Rar!", b"\xd0\xcf\x11\xe0")
-_ZIP_PART = {"docx": "word/", "pptx": "ppt/", "epub": "META-INF/container.xml",
-             "odt": "content.xml", "odp": "content.xml"}
+_ZIP_PART = {"docx": "word/", "pptx": "ppt/", "xlsx": "xl/", "epub": "META-INF/container.xml",
+             "odt": "content.xml", "odp": "content.xml", "ods": "content.xml"}
+# Image signatures: PNG, JPEG, TIFF (both byte orders), BMP; WEBP is checked at offset 8.
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM")
 _TEXT_MAGIC = {"rtf": b"{\\rtf", "mbox": b"From "}
 
 
@@ -71,6 +74,8 @@ def check_content(name: str, file: BinaryIO, size: int) -> str:
     ok = True
     if kind == "pdf":
         ok = b"%PDF-" in head[:1024]
+    elif kind == "image":
+        ok = head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
     elif kind in _ZIP_PART:
         ok = head.startswith(b"PK\x03\x04") and _zip_has(file, _ZIP_PART[kind])
     elif kind in _TEXT_MAGIC:

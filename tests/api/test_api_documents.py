@@ -109,6 +109,10 @@ def _zip(members: dict[str, bytes]) -> bytes:
     ("letter.rtf", b"plain text, no rtf header\n", 415, "content_mismatch"),
     ("inbox.mbox", b"Subject: no From_ line first\n\nbody\n", 415, "content_mismatch"),
     ("mail.eml", os.urandom(4096), 415, "content_mismatch"),
+    ("photo.png", b"just text named like a picture\n", 415, "content_mismatch"),
+    ("scan.tiff", b"%PDF-1.7\n" + b"x" * 100, 415, "content_mismatch"),
+    ("budget.xlsx", _zip({"word/document.xml": b"<w/>"}), 415, "content_mismatch"),
+    ("budget.ods", b"not a zip at all\n", 415, "content_mismatch"),
     ("tool.exe", b"MZ\x90\x00" + b"\x00" * 64, 415, "unsupported_file_type"),
     ("empty.md", b"", 422, "empty_file"),
     ("..", b"text", 422, "invalid_file_name"),
@@ -205,3 +209,35 @@ def test_an_uploaded_e_mail_and_its_attachment_are_two_documents(client: httpx.C
 def test_config_lists_the_new_upload_types(client: httpx.Client) -> None:
     types = client.get("/v1/config").json()["limits"]["upload_types"]
     assert {".epub", ".odt", ".odp", ".rtf", ".eml", ".mbox", ".ipynb", ".xhtml"} <= set(types)
+
+
+def test_an_uploaded_workbook_and_a_scan_are_read(client: httpx.Client, tmp_path: Path) -> None:
+    # A sheet's rows and an image's OCR text, uploaded as a user's browser would send them.
+    import openpyxl
+
+    from tests.ingest.ocr_helpers import write_image
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "Q3"
+    for row in (["Item", "Cost"], ["copper vault lock", 835], ["observatory lamp", 40]):
+        sheet.append(row)
+    book = tmp_path / "vault-budget.xlsx"
+    workbook.save(book)
+    scan = write_image(tmp_path / "vault-scan.png", [["The vault keeper is Ottoline."]], "PNG")
+    r = upload(client, (book.name, book.read_bytes()), (scan.name, scan.read_bytes()))
+    assert r.status_code == 202, r.text
+    job = wait_job(client, r.json()["job"], timeout_s=300)
+    assert job["status"] == "done", job
+    assert {x["status"] for x in job["results"]} == {"new"}, job["results"]
+    sheet = client.post("/v1/retrieve", json={"question": "copper vault lock cost",
+                                              "budget_tokens": 2048}).json()
+    [passage] = [p for p in sheet["passages"] if p["source"].endswith("vault-budget.xlsx")]
+    assert passage["page_label"] == "sheet Q3" and "| copper vault lock | 835 |" in passage["text"]
+    ocr = client.post("/v1/retrieve", json={"question": "Who is the vault keeper?",
+                                            "budget_tokens": 2048}).json()
+    [passage] = [p for p in ocr["passages"] if p["source"].endswith("vault-scan.png")]
+    assert passage["ocr"] is True and "Ottoline" in passage["text"]
+    for doc in client.get("/v1/documents").json()["data"]:
+        if doc["source"].endswith(("vault-budget.xlsx", "vault-scan.png")):
+            assert client.delete(f"/v1/documents/{doc['document_id']}").status_code == 200

@@ -12,7 +12,8 @@ from ui.client import ApiClient, ApiError
 from ui.components import api, show_error
 from ui.documents import TABLE_COLUMNS, document_rows, ingest, job_lines
 
-DEFAULT_TYPES = ("PDF, DOCX, PPTX, ODT, ODP, EPUB, RTF, HTML, XHTML, e-mail (.eml, .mbox), "
+DEFAULT_TYPES = ("PDF (scans by OCR), images (PNG, JPEG, TIFF, WEBP, BMP), DOCX, PPTX, XLSX, "
+                 "ODT, ODS, ODP, CSV, EPUB, RTF, HTML, XHTML, e-mail (.eml, .mbox), "
                  "Jupyter notebooks, Markdown, text, code")
 
 
