@@ -24,6 +24,7 @@ from typing import Any, Literal
 from core.errors import LoadError, RagError
 from core.settings import Settings
 from ingest.chunker import Chunk, Chunker
+from ingest.embedder import backend_label
 from ingest.loaders import LoadedDocument, file_type, load
 from ingest.sparse import SparseEncoder
 from ingest.store import LIVE, STAGED, PointIn, Store, Where
@@ -133,7 +134,8 @@ class Ingestor:
         """What besides the file's bytes decides its chunks and vectors."""
         s = self.settings
         return (f"chunk={s.chunking.size}/{s.chunking.overlap};tok={self.counter.name};"
-                f"emb={s.embedding.model};long={s.embedding.long_text}")
+                f"emb={s.embedding.model};long={s.embedding.long_text};"
+                f"backend={backend_label(s.embedding)}")
 
     def live_documents(self) -> dict[str, dict[str, Any]]:
         where = Where(equals={"chunk_index": 0, "state": LIVE})
@@ -304,6 +306,8 @@ class Ingestor:
             "core_tokens": chunk.core_tokens,
             "end_tokens": chunk.end_tokens,
             "tokenizer": self.counter.name,
+            # Checked before a search (check_store_embedding): one backend per store.
+            "embedding": getattr(self.embedder, "signature", None),
             "content_hash": chunk.content_hash,
             "doc_hash": prep.version,
             "file_hash": prep.file_hash,

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from core.errors import SettingsError
 from core.settings import Settings
+from ingest.embedder import check_store_embedding
 from ingest.pipeline import point_id
 from ingest.sparse import SparseEncoder
 from ingest.store import LIVE, Store, Where
@@ -116,6 +117,7 @@ class Retriever:
                       key=lambda d: (d.get("source", ""), d["document_id"]))
         for d in docs:
             d.pop("text", None)  # the manifest needs the document fields only
+        check_store_embedding(docs, self.embedder)
         self._manifest = (key, now, docs)
         return docs
 
