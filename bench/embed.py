@@ -68,13 +68,9 @@ def useful_flops(embedder: Any, texts: list[str], model: Path) -> float:
 
 def peak() -> dict[str, float]:
     """Upper bounds from the CPU's vector units (see bench/README.md for the arithmetic)."""
-    ghz = 0.0
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("cpu MHz"):
-                ghz = float(line.split(":")[1]) / 1000
-                break
-    flags = open("/proc/cpuinfo").read()
+    flags = Path("/proc/cpuinfo").read_text()
+    ghz = next((float(line.split(":")[1]) / 1000 for line in flags.splitlines()
+                if line.startswith("cpu MHz")), 0.0)
     avx512 = "avx512f" in flags
     cores = os.cpu_count() or 1
     fp32_per_cycle = (2 * 16 * 2) if avx512 else (2 * 8 * 2)  # 2 FMA pipes x lanes x 2
