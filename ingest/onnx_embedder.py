@@ -245,16 +245,14 @@ class OnnxEmbedder(WindowedEmbedder):
 
         # sentence-transformers strips each text before tokenizing.
         encodings = self.tokenizer.encode_batch([t.strip() for t in texts])
-        out = np.empty((len(texts), getattr(self, "dim", 0) or 0), dtype=np.float32)
-        # Longest first, so each batch pads to nearly its own length.
-        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            vectors = self._run([encodings[i] for i in rows])
-            if out.shape[1] != vectors.shape[1]:
-                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
-            out[rows] = vectors
-        return out
+        # One text per run, not batches: dynamic int8 scales activations per run, so a
+        # batched vector would depend on its batch-mates (the same chunk embedded twice
+        # would differ, and two stores of one corpus would rank differently); and with no
+        # padding at all it is faster here too (60 real chunks: 9.0-10.3/s vs 7.1-7.9/s at
+        # batch 64 sorted by length). A 256-piece window is already a large enough GEMM.
+        if not encodings:
+            return np.empty((0, getattr(self, "dim", 0)), dtype=np.float32)
+        return np.concatenate([self._run([e]) for e in encodings])
 
     def _run(self, encodings: list[Any]) -> np.ndarray:
         import numpy as np

@@ -95,14 +95,13 @@ def test_long_texts_are_windowed_alike(embedder: Any, torch_embedder: TorchEmbed
         assert windows == torch_embedder.windows(text)
 
 
-def test_batches_are_sorted_by_length_yet_returned_in_order(embedder: Any) -> None:
+def test_a_vector_does_not_depend_on_its_batch(embedder: Any) -> None:
+    """The same text gets the same vector alone or among others (and in input order)."""
     texts = chunks(30)
     together = embedder.embed(texts)
     alone = np.stack([embedder.embed([t])[0] for t in texts[:5]])
-    # Dynamic int8 scales activations per batch, so batch-mates move a vector a little.
-    sims = together[:5] @ alone.T
-    assert (sims.argmax(axis=1) == np.arange(5)).all()
-    assert np.diag(sims).min() > 0.99, np.diag(sims)
+    assert np.allclose(together[:5], alone, atol=1e-6)
+    assert not np.allclose(together[0], together[1])
 
 
 def test_query_path_imports_no_torch(tmp_path: Path, make_settings: Any, embedder: Any) -> None:
