@@ -17,18 +17,16 @@ from app.citations import Citation, cite
 from app.llm import LLMClient, PromptTooLongError
 from app.runtime import Runtime
 from app.served_model import ServedModel
-from core.errors import SettingsError
 from core.settings import Settings
 from ingest.documents import DocumentInfo
 from retrieval.context import Contexts, search_query
 from retrieval.prompt import Message, build_messages, template_tokens
-from retrieval.service import Retrieval, RetrieveOptions
+from retrieval.service import Retrieval, RetrieveOptions, check_question
 from serving.served import Served
 
 # Importable from here as before: the service's own types and helpers.
 __all__ = ["Answer", "Event", "RagService", "Served", "search_query"]
 
-MAX_QUESTION_CHARS = 8000
 
 
 @dataclass
@@ -133,7 +131,7 @@ class RagService:
     def retrieve(self, question: str, options: RetrieveOptions | None = None,
                  history: tuple[Message, ...] = ()) -> Retrieval:
         """The packed context for the served model's window, without an answer."""
-        question = _check_question(question)
+        question = check_question(question)
         served = self.served(require_server=False)
         options = replace(options or RetrieveOptions(), history=tuple(history))
         with self.runtime.lock:
@@ -151,7 +149,7 @@ class RagService:
                options: RetrieveOptions | None = None) -> Iterator[Event]:
         """served model → context → LLM → citations, as events. A server whose window turns
         out smaller than it said (or than configured) gets the context packed again once."""
-        question = _check_question(question)
+        question = check_question(question)
         options = replace(options or RetrieveOptions(), history=tuple(history))
         served = self.served(require_server=True)
         started = time.perf_counter()
@@ -204,13 +202,6 @@ class RagService:
             c.count(m["content"]) for m in messages)
 
 
-def _check_question(question: str) -> str:
-    question = (question or "").strip()
-    if not question:
-        raise SettingsError("question", "must not be empty")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise SettingsError("question", f"longer than {MAX_QUESTION_CHARS:,} characters")
-    return question
 
 
 def _usage(server: dict[str, Any], counted: int, started: float,

@@ -114,6 +114,19 @@ def _glob(pattern: str) -> bool:
     return any(ch in pattern for ch in "*?[")
 
 
+MAX_QUESTION_CHARS = 8000  # the API schema declares this bound too (app/api/schemas.py)
+
+
+def check_question(question: str) -> str:
+    """The question stripped; the one check every entry (CLI, API, MCP, library) goes through."""
+    question = (question or "").strip()
+    if not question:
+        raise SettingsError("question", "must not be empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise SettingsError("question", f"longer than {MAX_QUESTION_CHARS:,} characters")
+    return question
+
+
 class Retriever:
     def __init__(self, settings: Settings, store: Store, embedder: Any, counter: TokenCounter,
                  sparse: SparseEncoder | None = None, chat_format: ChatFormat = "llama3"):
@@ -179,9 +192,7 @@ class Retriever:
         """The options over the configured defaults, checked."""
         o = options or RetrieveOptions()
         r = self.settings.retrieval
-        question = question.strip()
-        if not question:
-            raise SettingsError("question", "must not be empty")
+        question = check_question(question)
         requested = o.budget_tokens or r.budget_tokens
         if requested < 1:
             raise SettingsError("budget_tokens", "must be positive")

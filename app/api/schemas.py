@@ -9,10 +9,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.choices import ContextMode, Layout, SearchMode
+from retrieval.service import MAX_QUESTION_CHARS
 
 # Static bounds of the schema; the configured (api.*) limits are written into the served
 # OpenAPI document and checked per request (app/api/main.py, routes_query.py).
-MAX_QUESTION_CHARS = 8000
 MAX_HISTORY = 200
 # Something besides whitespace, by every definition in play: Python's str.strip() (which the
 # service applies) also strips \x1c-\x1f and \x85; JSON Schema's \s also matches \ufeff.
