@@ -15,6 +15,10 @@ median of --repeat timings of the same files.
   xlsx/ods/csv          load() on workbooks this script writes (--rows rows per sheet)
   rendered pdf ...      the same PDF rows on PDFs this script renders with reportlab: ruled
                         tables beside two-column text, and plain text pages
+  ocr · ENGINE          the OCR engines of ingest/ocr.py on --ocr-pages PDF pages of --data
+                        whose text layer is known, drawn at 200 dpi: pages/s and character
+                        accuracy against that text layer in the note (bench/loaders_ocr.py
+                        compares engines and resolutions at length)
 
     .venv/bin/python bench/loaders.py --data ../shared/data/docs
 """
@@ -45,6 +49,7 @@ class Inputs:
     repeat: int
     rows: int
     files: dict[str, list[Path]]  # by extension, without the dot
+    ocr_pages: int = 2
 
 
 @dataclass
@@ -241,11 +246,33 @@ def measure_rendered_pdf(inputs: Inputs) -> list[Row]:
             + pdf_rows("rendered pdf, plain text", [plain], inputs.repeat))
 
 
+def measure_ocr(inputs: Inputs) -> list[Row]:
+    import loaders_ocr as lo
+
+    if inputs.data is None or inputs.ocr_pages < 1:
+        return []
+    pages = lo.text_layer_pages(inputs.data, 300, inputs.ocr_pages)
+    engines = lo.available_engines(["tesseract", "rapidocr"])
+    if not pages or not engines:
+        return []
+    lo.warm_up(engines, pages[0])
+    rows = []
+    for r in lo.measure(engines, pages, [200], timeout_s=300):
+        if r.what == "render":
+            continue
+        chars = sum(len(p.reference) for p in pages)
+        acc = statistics.mean(r.accuracy)
+        rows.append(Row("pdf (scanned)", f"ocr · {r.what}", len({p.name for p in pages}),
+                        len(r.seconds), chars, sum(r.seconds), f"char accuracy {acc:.3f}"))
+    return rows
+
+
 MEASUREMENTS: list[tuple[str, Measurement]] = [
     ("pdf", measure_pdf),
     ("rendered pdf", measure_rendered_pdf),
     ("office, html, markdown", measure_office_and_text),
     ("spreadsheets", measure_sheets),
+    ("ocr", measure_ocr),
 ]
 
 
@@ -257,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timings per row (median)")
     parser.add_argument("--rows", type=int, default=5000, help="rows per generated sheet")
     parser.add_argument("--only", help="comma-separated measurement names to run")
+    parser.add_argument("--ocr-pages", type=int, default=2,
+                        help="PDF pages of --data read by each OCR engine (0: no OCR rows)")
     args = parser.parse_args(argv)
     files: dict[str, list[Path]] = {}
     if args.data:
@@ -266,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(",")) if args.only else None
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-loaders-") as work:
-        inputs = Inputs(args.data, Path(work), max(1, args.repeat), args.rows, files)
+        inputs = Inputs(args.data, Path(work), max(1, args.repeat), args.rows, files,
+                        args.ocr_pages)
         for name, measure in MEASUREMENTS:
             if only is None or name in only:
                 rows += measure(inputs)
