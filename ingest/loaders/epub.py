@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from core.errors import LoadError
-from ingest.loaders.base import LoadedDocument, Section, check_zip, read_member
+from ingest.loaders.base import LoadedDocument, LoadOptions, Section, check_zip, read_member
 from ingest.loaders.html import load_html
 
 _XHTML_TYPES = {"application/xhtml+xml", "text/html", "application/xml"}
@@ -100,8 +100,8 @@ class _Book:
         return labels
 
 
-def load_epub(path: Path, data: bytes) -> LoadedDocument:
-    book = _Book(check_zip(data, "EPUB"))
+def load_epub(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
+    book = _Book(check_zip(data, "EPUB", int(options.max_unzipped_mb * 2**20)))
     chapters = book.spine()
     if not chapters:
         raise LoadError("corrupt EPUB: the spine lists no chapters")

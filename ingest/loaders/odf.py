@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import LoadError
-from ingest.loaders.base import LoadedDocument, Section, check_zip, read_member, table_text
+from ingest.loaders.base import (
+    LoadedDocument,
+    LoadOptions,
+    Section,
+    check_zip,
+    read_member,
+    table_text,
+)
 
 _NS = {
     "office": "urn:oasis:names:tc:opendocument:xmlns:office:1.0",
@@ -126,9 +133,9 @@ def _blocks(el: Any, bullet: str = "") -> list[str]:
 
 
 class _Package:
-    def __init__(self, data: bytes, what: str):
+    def __init__(self, data: bytes, what: str, options: LoadOptions):
         self.what = what
-        self.archive = check_zip(data, what)
+        self.archive = check_zip(data, what, int(options.max_unzipped_mb * 2**20))
         self.content = self._xml("content.xml")
 
     def _xml(self, name: str) -> Any:
@@ -153,15 +160,15 @@ class _Package:
         return " ".join((found.text or "").split()) if found is not None else ""
 
 
-def load_odt(path: Path, data: bytes) -> LoadedDocument:
-    package = _Package(data, "ODT")
+def load_odt(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
+    package = _Package(data, "ODT", options)
     blocks = _blocks(package.body("office:text"))
     title = package.title() or next((b.lstrip("#").strip() for b in blocks if b.startswith("#")), "")
     return LoadedDocument(title=title, type="odt", sections=[Section("\n\n".join(blocks))])
 
 
-def load_odp(path: Path, data: bytes) -> LoadedDocument:
-    package = _Package(data, "ODP")
+def load_odp(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
+    package = _Package(data, "ODP", options)
     title = package.title()
     sections = []
     for number, page in enumerate(package.body("office:presentation").iter(_PAGE), start=1):

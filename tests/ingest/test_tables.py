@@ -299,6 +299,9 @@ def truncated(path: Path) -> Path:
     ("bomb.ods", lambda p: zip_bomb(p, 8), "ods: it would unzip"),
     ("bomb.docx", lambda p: zip_bomb(p, 8), "docx: it would unzip to 8 mb"),
     ("bomb.pptx", lambda p: zip_bomb(p, 8), "pptx: it would unzip to 8 mb"),
+    ("bomb.epub", lambda p: zip_bomb(p, 8), "epub: it would unzip to 8 mb, over the 4 mb bound"),
+    ("bomb.odt", lambda p: zip_bomb(p, 8), "odt: it would unzip to 8 mb, over the 4 mb bound"),
+    ("bomb.odp", lambda p: zip_bomb(p, 8), "odp: it would unzip to 8 mb, over the 4 mb bound"),
     ("noise.ods", lambda p: p.write_bytes(b"PK\x03\x04" + b"\x01" * 500) and p, "corrupt ods"),
 ])
 def test_bad_workbook_gives_one_line_reason(tmp_path: Path, name: str, make: Any,
