@@ -65,6 +65,15 @@ _CONTAINER = """<?xml version="1.0"?>
 </container>"""
 
 
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A zip archive of `members` (name -> bytes), stored uncompressed."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
 def _chapter_xhtml(heading: str | None, sentence: str) -> str:
     h = f"<h1>{heading}</h1>" if heading else ""
     return ('<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE html>\n'

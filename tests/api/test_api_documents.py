@@ -4,16 +4,15 @@ extension; size and count limits."""
 
 from __future__ import annotations
 
-import io
 import os
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from api_helpers import Api, assert_envelope
+from fixtures_formats import zip_bytes
 
 NEEDLE = ("The copper vault beneath the old observatory is guarded by a tortoise named "
           "Bartholomew, who accepts only blueberries as payment.")
@@ -90,28 +89,20 @@ def test_a_path_in_the_file_name_keeps_only_the_base_name(sample_api: Api,
         assert client.delete(f"/v1/documents/{x['document_id']}").status_code == 200
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize(("name", "data", "status", "code"), [
     ("garbage.txt", os.urandom(4096), 415, "content_mismatch"),
     ("renamed.txt", b"%PDF-1.7\n" + b"x" * 100, 415, "content_mismatch"),
     ("fake.pdf", b"just some text pretending\n", 415, "content_mismatch"),
     ("fake.docx", b"not a zip at all\n", 415, "content_mismatch"),
-    ("slides.pptx", _zip({"word/document.xml": b"<w/>"}), 415, "content_mismatch"),
-    ("book.epub", _zip({"word/document.xml": b"<w/>"}), 415, "content_mismatch"),
+    ("slides.pptx", zip_bytes({"word/document.xml": b"<w/>"}), 415, "content_mismatch"),
+    ("book.epub", zip_bytes({"word/document.xml": b"<w/>"}), 415, "content_mismatch"),
     ("notes.odt", b"not a zip at all\n", 415, "content_mismatch"),
     ("letter.rtf", b"plain text, no rtf header\n", 415, "content_mismatch"),
     ("inbox.mbox", b"Subject: no From_ line first\n\nbody\n", 415, "content_mismatch"),
     ("mail.eml", os.urandom(4096), 415, "content_mismatch"),
     ("photo.png", b"just text named like a picture\n", 415, "content_mismatch"),
     ("scan.tiff", b"%PDF-1.7\n" + b"x" * 100, 415, "content_mismatch"),
-    ("budget.xlsx", _zip({"word/document.xml": b"<w/>"}), 415, "content_mismatch"),
+    ("budget.xlsx", zip_bytes({"word/document.xml": b"<w/>"}), 415, "content_mismatch"),
     ("budget.ods", b"not a zip at all\n", 415, "content_mismatch"),
     ("tool.exe", b"MZ\x90\x00" + b"\x00" * 64, 415, "unsupported_file_type"),
     ("empty.md", b"", 422, "empty_file"),

@@ -197,14 +197,6 @@ def test_mbox_index_and_one_attachment_per_message(tmp_path: Path) -> None:
 
 # -- bad input --------------------------------------------------------------------------------
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
 def _refused(tmp_path: Path, name: str, data: bytes) -> str:
     path = tmp_path / name
     path.write_bytes(data)
@@ -217,14 +209,14 @@ def _refused(tmp_path: Path, name: str, data: bytes) -> str:
 
 @pytest.mark.parametrize(("name", "data", "expected"), [
     ("book.epub", b"PK\x03\x04 not really a zip", "corrupt EPUB: not a zip archive"),
-    ("book.epub", _zip({"mimetype": b"application/epub+zip"}), "'META-INF/container.xml' is missing"),
-    ("book.epub", _zip({"META-INF/container.xml": b"<container/>"}), "names no package"),
+    ("book.epub", FF.zip_bytes({"mimetype": b"application/epub+zip"}), "'META-INF/container.xml' is missing"),
+    ("book.epub", FF.zip_bytes({"META-INF/container.xml": b"<container/>"}), "names no package"),
     ("book.epub", FF.epub_bytes()[:2000], "corrupt EPUB"),
     ("mill.odt", b"plain words", "corrupt ODT: not a zip archive"),
-    ("mill.odt", _zip({"mimetype": b"application/vnd.oasis.opendocument.text"}),
+    ("mill.odt", FF.zip_bytes({"mimetype": b"application/vnd.oasis.opendocument.text"}),
      "'content.xml' is missing"),
-    ("mill.odt", _zip({"content.xml": b"<office:document-content"}), "content.xml is not XML"),
-    ("glass.odp", _zip({"content.xml": b"<a/>"}), "no office:presentation body"),
+    ("mill.odt", FF.zip_bytes({"content.xml": b"<office:document-content"}), "content.xml is not XML"),
+    ("glass.odp", FF.zip_bytes({"content.xml": b"<a/>"}), "no office:presentation body"),
     ("ledger.rtf", b"just text, no rtf", "corrupt RTF: no {\\rtf header"),
     ("tides.ipynb", b"{not json", "corrupt notebook: not JSON"),
     ("tides.ipynb", json.dumps({"a": 1}).encode(), "corrupt notebook: no cells"),
@@ -259,12 +251,12 @@ def test_a_zip_whose_header_lies_about_its_size_is_corrupt(tmp_path: Path) -> No
 
 
 def test_check_zip_bounds() -> None:
-    many = _zip({f"f{i}": b"" for i in range(10)})
+    many = FF.zip_bytes({f"f{i}": b"" for i in range(10)})
     assert len(check_zip(many, "X").infolist()) == 10
-    small_but_compressible = _zip({"a.xml": b"<a/>" * 100_000})  # ratio high, size tiny
+    small_but_compressible = FF.zip_bytes({"a.xml": b"<a/>" * 100_000})  # ratio high, size tiny
     check_zip(small_but_compressible, "X")
     with pytest.raises(LoadError, match="encrypted X"):
-        data = bytearray(_zip({"a": b"x"}))
+        data = bytearray(FF.zip_bytes({"a": b"x"}))
         data[6] |= 1  # the local header's flag...
         central = data.find(b"PK\x01\x02")
         data[central + 8] |= 1  # ...and the central directory's: "encrypted"
