@@ -6,6 +6,10 @@ up; a replica that cannot be reached is set aside for a cool-down and the reques
 to the next, so one stopped replica costs no failed answers. The last replica left is
 retried by the SDK itself (`retries`, with its backoff). What is ours: the pool, the served
 model and its window (`/v1/models`), and turning the servers' refusals into messages.
+
+The pool is the fallback for a plain list of URLs. In front of vLLM replicas, a cache-aware
+router (serving/router.py: vllm-router) is better: it keeps a conversation on the replica that
+holds its prefix, where round robin makes every replica prefill every context again.
 """
 
 from __future__ import annotations

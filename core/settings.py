@@ -224,6 +224,10 @@ class CPUServerSettings(BaseModel):
     n_ctx: int = Field(8192, ge=512, description="Context window (SmolLM2 is trained for 8k).")
     threads: int = Field(1, ge=1, description="llama.cpp threads (see bench/cpu_llm.py).")
     startup_timeout_s: float = Field(120.0, gt=0, description="How long to wait for readiness.")
+    prompt_cache_mb: int = Field(
+        512, ge=0, description="RAM for the KV states of earlier prompts (llama.cpp's prompt cache), "
+        "so a follow-up whose prompt starts like an earlier one skips that prefix even when other "
+        "users' prompts came between; 0 keeps only the last prompt (see bench/router_cache.py).")
 
 
 class VLLMSettings(BaseModel):

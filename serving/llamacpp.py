@@ -55,7 +55,7 @@ def render_command(cfg: CPUServerSettings, python: str | None = None) -> list[st
     """The llama.cpp server command line for `cfg`."""
     path = model_path(cfg)
     return [
-        python or sys.executable, "-m", "llama_cpp.server",
+        python or sys.executable, "-m", "serving.llamacpp_server",
         "--model", str(path),
         "--model_alias", path.stem,
         "--host", cfg.host,
@@ -67,7 +67,8 @@ def render_command(cfg: CPUServerSettings, python: str | None = None) -> list[st
         # Its default cuts a streaming answer short ([DONE]) as soon as another request
         # waits: concurrent API users would get empty or truncated answers. Queue instead.
         "--interrupt_requests", "False",
-    ]
+    ] + (["--cache", "True", "--cache_type", "ram", "--cache_size", str(cfg.prompt_cache_mb * 2**20)]
+         if cfg.prompt_cache_mb else [])
 
 
 def _check_installed() -> None:

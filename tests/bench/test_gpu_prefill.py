@@ -44,7 +44,8 @@ def test_tiny_run_prints_the_table_and_measures_the_cache(tmp_path):
     bare = ("import runpy, sys\n"
             "for name in ('core', 'app', 'ingest', 'retrieval', 'serving', 'ui'):\n"
             "    sys.modules[name] = None\n"
-            f"sys.argv = ['gpu_prefill.py', '--tiny', '--sizes', '256,512', '--chunk', '256', '--out', {str(out)!r}]\n"
+            "sys.argv = ['gpu_prefill.py', '--tiny', '--sizes', '256,512', '--chunk', '256',"
+            f" '--out', {str(out)!r}]\n"
             f"sys.path.insert(0, {str(SCRIPT.parent)!r})\n"
             f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n")
     done = subprocess.run([sys.executable, "-c", bare], capture_output=True, text=True, timeout=240)

@@ -27,7 +27,7 @@ from packaging.version import Version
 from core.settings import Settings, VLLMSettings
 from serving.vllm import render_command
 
-SERVICES = {"qdrant", "vllm", "vllm-2", "llamacpp", "api", "ui", "ingest"}
+SERVICES = {"qdrant", "vllm", "vllm-2", "router", "llamacpp", "api", "ui", "ingest"}
 LONG_RUNNING = SERVICES - {"ingest"}
 
 
@@ -71,7 +71,7 @@ def test_profiles_pick_exactly_one_llm(model: dict[str, typing.Any]) -> None:
 
     assert llms({"gpu"}) == {"vllm"}
     assert llms({"cpu"}) == {"llamacpp"}
-    assert llms({"gpu", "replicas"}) == {"vllm"}  # vllm-2 is reached by its own name
+    assert llms({"gpu", "replicas"}) == {"vllm"}  # vllm-2 and router are reached by their names
     assert llms(set()) == set()
     always = set(enabled(model, set()))
     assert always == {"qdrant", "api", "ui"}
@@ -196,7 +196,8 @@ def test_health_checks_probe_the_service_itself(model: dict[str, typing.Any]) ->
         port, path = _health_url(s)
         assert port == _listen_port(name, s), name
         expected = {"qdrant": "/readyz", "vllm": "/health", "vllm-2": "/health",
-                    "llamacpp": "/v1/models", "api": "/healthz", "ui": "/_stcore/health"}[name]
+                    "llamacpp": "/health", "router": "/health", "api": "/healthz",
+                        "ui": "/_stcore/health"}[name]
         assert path == expected, name
 
 
@@ -321,3 +322,30 @@ def test_compose_defaults_are_the_settings_defaults() -> None:
     assert seen >= 5
     for key in DELIBERATE:
         assert settings_field(key) is not None, key
+
+
+def test_router_fronts_every_replica_with_the_cache_aware_policy(model: dict[str, typing.Any]) -> None:
+    from serving.router import render_command
+
+    services = model["services"]
+    front = services["router"]
+    assert front["profiles"] == services["vllm-2"]["profiles"] == ["replicas"]
+    cmd = front["command"]
+    workers = cmd[cmd.index("--worker-urls") + 1:cmd.index("--policy")]
+    replicas = [n for n in services if n.startswith("vllm")]
+    assert sorted(_url_target(u) for u in workers) == sorted(
+        (n, _listen_port(n, services[n])) for n in replicas)
+    assert cmd == render_command(workers, port=8000, host="0.0.0.0", metrics_port=29000)[1:]
+    assert set(front["depends_on"]) == set(replicas)
+    assert all(d["condition"] == "service_healthy" for d in front["depends_on"].values())
+    # The router probes each worker's /health before routing: vLLM's health check is that route.
+    assert all(_health_url(services[n])[1] == "/health" for n in replicas)
+    assert _health_url(front) == (_listen_port("router", front), "/health")
+
+
+def test_router_url_example_points_at_the_router(model: dict[str, typing.Any]) -> None:
+    lines = [x for x in ENV_EXAMPLE.read_text().splitlines() if x.startswith("# RAG_LLM__URL=")]
+    targets = {_url_target(x.split("=", 1)[1]) for x in lines}
+    services = model["services"]
+    assert ("router", _listen_port("router", services["router"])) in targets
+    assert "router" in services["api"]["depends_on"]

@@ -18,6 +18,7 @@ from packaging.requirements import Requirement
 
 API = ROOT / "docker" / "api.Dockerfile"
 UI = ROOT / "docker" / "ui.Dockerfile"
+ROUTER = ROOT / "docker" / "router.Dockerfile"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 EXTRAS = PYPROJECT["project"]["optional-dependencies"]
 PACKAGES = PYPROJECT["tool"]["setuptools"]["packages"]
@@ -37,7 +38,7 @@ def _pins(path: Path) -> dict[str, str]:
     return pins
 
 
-@pytest.mark.parametrize("path", [API, UI], ids=["api", "ui"])
+@pytest.mark.parametrize("path", [API, UI, ROUTER], ids=["api", "ui", "router"])
 def test_pinned_multi_stage_non_root(path: Path) -> None:
     parts = stages(dockerfile(path))
     assert len(parts) >= 2, "multi-stage: build tools stay out of the runtime image"
