@@ -13,8 +13,8 @@ conversations interleaved as concurrent users' would be. Per row:
 - s / follow-up: mean seconds per follow-up answer.
 
 Without its prompt cache, llama-cpp-python's server keeps one prompt (the last one); vLLM keeps
-many blocks of many prompts. The rows named "+ prompt cache" give the CPU servers a RAM cache of earlier prompts' states
-(`cpu_server.prompt_cache_mb`, the default), closer to vLLM's prefix cache.
+many blocks of many prompts. The rows named "+ prompt cache" give the CPU servers a RAM cache
+of earlier prompts' states (`cpu_server.prompt_cache_mb`, the default), closer to vLLM's.
 
     .venv/bin/python bench/router_cache.py --data ../shared/data/niah/essays
 """
