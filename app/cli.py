@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -478,7 +481,46 @@ def _ingest_sample_if_empty(s: Settings) -> None:
             out.print(f"{rt.document_count()} documents in collection '{s.store.collection}'.")
 
 
+def _silence_warnings() -> None:
+    """Third-party warnings (qdrant-client's, torch's...) are not for a user's terminal;
+    `python -W ...` or PYTHONWARNINGS still shows them."""
+    if sys.warnoptions:
+        return
+    warnings.simplefilter("ignore")
+    # A library that adds its own "always" filter later is silenced here too.
+    warnings.showwarning = lambda *args, **kwargs: None
+
+
+class _Terminated(SystemExit):
+    """SIGTERM or SIGHUP arrived: unwind (finally blocks stop what the command started),
+    then end by the same signal, as supervisors expect."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+def _on_terminate(signum: int, _frame: object) -> None:
+    raise _Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    signal.signal(signal.SIGTERM, _on_terminate)
+    # As SIGTERM: while uvicorn runs it catches SIGTERM and shuts down gracefully first.
+    signal.signal(signal.SIGHUP, lambda *_: signal.raise_signal(signal.SIGTERM))
+
+
+def _end_by_signal(signum: int) -> None:
+    from serving import llamacpp
+
+    llamacpp.stop_all()  # atexit does not run when a signal ends the process
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
 def main() -> None:
+    _silence_warnings()
+    _install_signal_handlers()
     try:
         app()
     except RagError as exc:
@@ -487,6 +529,8 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print(_INTERRUPTED, soft_wrap=True)
         sys.exit(130)
+    except _Terminated as exc:
+        _end_by_signal(exc.signum)
     except SystemExit as exc:
         # typer turns Ctrl-C inside a command into a silent exit 130: say what happened.
         if exc.code == 130:
