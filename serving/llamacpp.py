@@ -131,11 +131,10 @@ def is_ours(cfg: CPUServerSettings) -> bool:
     return any(isinstance(m, dict) and m.get("id") == model for m in data)
 
 
-def _taken(cfg: CPUServerSettings) -> RagError:
+def _taken(cfg: CPUServerSettings, what: str = "") -> RagError:
     return RagError(
-        f"cpu_server.port: something already listens on {_local_host(cfg)}:{cfg.port} and it is "
-        "not a llama.cpp server this project started; stop it, choose another "
-        "RAG_CPU_SERVER__PORT, or set RAG_LLM__URL to use it")
+        f"cpu_server.port: something already listens on {_local_host(cfg)}:{cfg.port}{what}; "
+        "stop it, choose another RAG_CPU_SERVER__PORT, or set RAG_LLM__URL to use it")
 
 
 @dataclass
@@ -237,7 +236,7 @@ def ensure_running(cfg: CPUServerSettings) -> str:
     if port_in_use(cfg):
         if is_ours(cfg):
             return base_url(cfg)
-        raise _taken(cfg)
+        raise _taken(cfg, " and it is not a llama.cpp server this project started")
     return start(cfg).url
 
 
