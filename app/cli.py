@@ -16,9 +16,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from app.terminal import printable, printable_text
 from core.choices import ContextMode, Layout, SearchMode
 from core.errors import RagError, SettingsError
 from core.settings import Settings, load_settings
+
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 some files failed (each is named) or another error; 2 usage or "
+    "settings error (the option, variable or YAML line is named); 3 the embedded store is in "
+    "use by another process (send the work through the running `rag api`); 4 the Qdrant "
+    "server cannot be reached or refused the request (store.url); 128+N a signal N ended it "
+    "(130: Ctrl-C).")
 
 app = typer.Typer(
     name="rag",
@@ -26,6 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    epilog=EXIT_CODES,
 )
 documents_app = typer.Typer(help="List and delete stored documents.", no_args_is_help=True)
 app.add_typer(documents_app, name="documents")
@@ -130,7 +139,7 @@ def documents_list(
     table.columns[6].overflow = "fold"
     for d in docs:
         table.add_row(d.document_id, d.type, str(d.pages or ""), str(d.chunks), f"{d.tokens:,}",
-                      d.ingested_at[:10], escape(d.source))
+                      d.ingested_at[:10], escape(printable(d.source)))
     out.print(table)
 
 
@@ -148,7 +157,7 @@ def documents_delete(
     try:
         for ident in ids:
             doc = delete_document(store, ident)
-            out.print(f"Deleted {doc.document_id} ({doc.source}, {doc.chunks} chunks).",
+            out.print(f"Deleted {doc.document_id} ({printable(doc.source)}, {doc.chunks} chunks).",
                       markup=False, soft_wrap=True)
     finally:
         store.close()
@@ -223,9 +232,9 @@ def _stream_answer(service: Any, question: str, history: tuple[Any, ...], option
     answer = None
     for event in service.stream(question, history, options):
         if event.kind == "retrieval" and not as_json and event.retrieval.message:
-            err.print(f"note: {event.retrieval.message}", markup=False, soft_wrap=True)
+            err.print(f"note: {printable(event.retrieval.message)}", markup=False, soft_wrap=True)
         elif event.kind == "delta" and not as_json:
-            out.print(event.text, end="", markup=False, soft_wrap=True)
+            out.print(printable_text(event.text), end="", markup=False, soft_wrap=True)
             out.file.flush()
         elif event.kind == "done":
             answer = event.answer
@@ -297,7 +306,7 @@ def chat(
             try:
                 answer = _stream_answer(service, question, tuple(history), options, False)
             except RagError as exc:
-                err.print(f"error: {exc}", markup=False, soft_wrap=True)
+                err.print(f"error: {printable(exc)}", markup=False, soft_wrap=True)
                 continue
             history += [Message("user", question), Message("assistant", answer.answer)]
 
@@ -420,8 +429,9 @@ def run(
     """The main job on embedded defaults: ingest the built-in sample when the store is empty,
     start the CPU LLM server (unless RAG_LLM__URL is set), the REST API and the web UI, and
     print the UI's address. Ctrl-C stops them all."""
-    import os
     import subprocess
+
+    from serving.orphan_guard import guarded
 
     s = settings()
     _ingest_sample_if_empty(s)
@@ -453,10 +463,10 @@ def run(
         if s.api.keys:
             env.setdefault("RAG_UI__API_KEY", s.api.keys[0])
         ui_app = Path(__file__).resolve().parents[1] / "ui" / "app.py"
-        ui = subprocess.Popen(
+        ui = subprocess.Popen(guarded(
             [sys.executable, "-m", "streamlit", "run", str(ui_app), "--server.headless", "true",
              "--server.address", "127.0.0.1", "--server.port", str(ui_port),
-             "--browser.gatherUsageStats", "false"],
+             "--browser.gatherUsageStats", "false"]),
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         out.print(f"\n[bold]Web UI: http://127.0.0.1:{ui_port}[/bold]")
     out.print(f"REST API: {api_url}  (OpenAPI: {api_url}/docs)  ·  Ctrl-C stops everything\n")
@@ -524,7 +534,7 @@ def main() -> None:
     try:
         app()
     except RagError as exc:
-        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        err.print(f"error: {printable(exc)}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print(_INTERRUPTED, soft_wrap=True)
