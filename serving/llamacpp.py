@@ -102,16 +102,18 @@ def port_in_use(cfg: CPUServerSettings) -> bool:
         return False
 
 
-def _runs_llamacpp(pid: int) -> bool:
-    """True when `pid` is a live process whose command line is a llama.cpp server."""
+def _runs_llamacpp(pid: int, port: int) -> bool:
+    """True when `pid` is a live process of this user whose command line is a llama.cpp
+    server on `port` (a recycled pid is something else)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):  # gone, or another user's
         return False
-    except PermissionError:
-        return False  # another user's process: not ours
     cmdline = Path(f"/proc/{pid}/cmdline")
-    return not cmdline.exists() or b"llama_cpp.server" in cmdline.read_bytes()
+    if not cmdline.exists():  # no /proc: the live pid and the model id have to do
+        return True
+    args = cmdline.read_bytes().split(b"\0")
+    return b"llama_cpp.server" in args and f"--port {port}".encode() in b" ".join(args)
 
 
 def is_ours(cfg: CPUServerSettings) -> bool:
@@ -122,7 +124,7 @@ def is_ours(cfg: CPUServerSettings) -> bool:
         pid, model = int(record["pid"]), str(record["model"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    if model != model_path(cfg).stem or not _runs_llamacpp(pid):
+    if model != model_path(cfg).stem or not _runs_llamacpp(pid, cfg.port):
         return False
     try:
         data = httpx.get(base_url(cfg) + "/models", timeout=5.0).json()["data"]
