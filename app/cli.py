@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -13,9 +16,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from app.terminal import printable, printable_text
 from core.choices import ContextMode, Layout, SearchMode
 from core.errors import RagError, SettingsError
 from core.settings import Settings, load_settings
+
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 some files failed (each is named) or another error; 2 usage or "
+    "settings error (the option, variable or YAML line is named); 3 the embedded store is in "
+    "use by another process (send the work through the running `rag api`); 4 the Qdrant "
+    "server cannot be reached or refused the request (store.url); 128+N a signal N ended it "
+    "(130: Ctrl-C).")
 
 app = typer.Typer(
     name="rag",
@@ -23,6 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    epilog=EXIT_CODES,
 )
 documents_app = typer.Typer(help="List and delete stored documents.", no_args_is_help=True)
 app.add_typer(documents_app, name="documents")
@@ -127,7 +139,7 @@ def documents_list(
     table.columns[6].overflow = "fold"
     for d in docs:
         table.add_row(d.document_id, d.type, str(d.pages or ""), str(d.chunks), f"{d.tokens:,}",
-                      d.ingested_at[:10], escape(d.source))
+                      d.ingested_at[:10], escape(printable(d.source)))
     out.print(table)
 
 
@@ -145,7 +157,7 @@ def documents_delete(
     try:
         for ident in ids:
             doc = delete_document(store, ident)
-            out.print(f"Deleted {doc.document_id} ({doc.source}, {doc.chunks} chunks).",
+            out.print(f"Deleted {doc.document_id} ({printable(doc.source)}, {doc.chunks} chunks).",
                       markup=False, soft_wrap=True)
     finally:
         store.close()
@@ -220,9 +232,9 @@ def _stream_answer(service: Any, question: str, history: tuple[Any, ...], option
     answer = None
     for event in service.stream(question, history, options):
         if event.kind == "retrieval" and not as_json and event.retrieval.message:
-            err.print(f"note: {event.retrieval.message}", markup=False, soft_wrap=True)
+            err.print(f"note: {printable(event.retrieval.message)}", markup=False, soft_wrap=True)
         elif event.kind == "delta" and not as_json:
-            out.print(event.text, end="", markup=False, soft_wrap=True)
+            out.print(printable_text(event.text), end="", markup=False, soft_wrap=True)
             out.file.flush()
         elif event.kind == "done":
             answer = event.answer
@@ -294,7 +306,7 @@ def chat(
             try:
                 answer = _stream_answer(service, question, tuple(history), options, False)
             except RagError as exc:
-                err.print(f"error: {exc}", markup=False, soft_wrap=True)
+                err.print(f"error: {printable(exc)}", markup=False, soft_wrap=True)
                 continue
             history += [Message("user", question), Message("assistant", answer.answer)]
 
@@ -417,8 +429,9 @@ def run(
     """The main job on embedded defaults: ingest the built-in sample when the store is empty,
     start the CPU LLM server (unless RAG_LLM__URL is set), the REST API and the web UI, and
     print the UI's address. Ctrl-C stops them all."""
-    import os
     import subprocess
+
+    from serving.orphan_guard import guarded
 
     s = settings()
     _ingest_sample_if_empty(s)
@@ -450,10 +463,10 @@ def run(
         if s.api.keys:
             env.setdefault("RAG_UI__API_KEY", s.api.keys[0])
         ui_app = Path(__file__).resolve().parents[1] / "ui" / "app.py"
-        ui = subprocess.Popen(
+        ui = subprocess.Popen(guarded(
             [sys.executable, "-m", "streamlit", "run", str(ui_app), "--server.headless", "true",
              "--server.address", "127.0.0.1", "--server.port", str(ui_port),
-             "--browser.gatherUsageStats", "false"],
+             "--browser.gatherUsageStats", "false"]),
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         out.print(f"\n[bold]Web UI: http://127.0.0.1:{ui_port}[/bold]")
     out.print(f"REST API: {api_url}  (OpenAPI: {api_url}/docs)  ·  Ctrl-C stops everything\n")
@@ -478,15 +491,56 @@ def _ingest_sample_if_empty(s: Settings) -> None:
             out.print(f"{rt.document_count()} documents in collection '{s.store.collection}'.")
 
 
+def _silence_warnings() -> None:
+    """Third-party warnings (qdrant-client's, torch's...) are not for a user's terminal;
+    `python -W ...` or PYTHONWARNINGS still shows them."""
+    if sys.warnoptions:
+        return
+    warnings.simplefilter("ignore")
+    # A library that adds its own "always" filter later is silenced here too.
+    warnings.showwarning = lambda *args, **kwargs: None
+
+
+class _Terminated(SystemExit):
+    """SIGTERM or SIGHUP arrived: unwind (finally blocks stop what the command started),
+    then end by the same signal, as supervisors expect."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+def _on_terminate(signum: int, _frame: object) -> None:
+    raise _Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    signal.signal(signal.SIGTERM, _on_terminate)
+    # As SIGTERM: while uvicorn runs it catches SIGTERM and shuts down gracefully first.
+    signal.signal(signal.SIGHUP, lambda *_: signal.raise_signal(signal.SIGTERM))
+
+
+def _end_by_signal(signum: int) -> None:
+    from serving import llamacpp
+
+    llamacpp.stop_all()  # atexit does not run when a signal ends the process
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
 def main() -> None:
+    _silence_warnings()
+    _install_signal_handlers()
     try:
         app()
     except RagError as exc:
-        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        err.print(f"error: {printable(exc)}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print(_INTERRUPTED, soft_wrap=True)
         sys.exit(130)
+    except _Terminated as exc:
+        _end_by_signal(exc.signum)
     except SystemExit as exc:
         # typer turns Ctrl-C inside a command into a silent exit 130: say what happened.
         if exc.code == 130:

@@ -16,6 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from app.terminal import printable, printable_text
 from ingest.pipeline import FileResult, IngestReport
 from ingest.pipeline import Progress as PipelineProgress
 from retrieval.packer import where
@@ -58,7 +59,7 @@ class IngestProgress(PipelineProgress):
             self.bar.update(self.task, total=total + documents)
 
     def file_done(self, result: FileResult) -> None:
-        name = result.path.rsplit("/", 1)[-1][:40]
+        name = escape(printable(result.path.rsplit("/", 1)[-1][:40]))
         chunks = self.bar.tasks[0].fields["chunks"]
         self.bar.update(self.task, advance=1 if result.status != "removed" else 0, last=name,
                         detail=self._detail(chunks, name))
@@ -70,22 +71,23 @@ class IngestProgress(PipelineProgress):
                         detail=self._detail(done, self.bar.tasks[0].fields["last"]))
 
     def ocr_page(self, path: str, done: int, pages: int) -> None:
-        name = path.rsplit("/", 1)[-1][:40]
+        name = escape(printable(path.rsplit("/", 1)[-1][:40]))
         self.bar.update(self.ocr_task, completed=done, total=pages, visible=done < pages,
                         detail=f"pages read · now page {done + 1} of {pages} · {name}")
 
 
 def print_ingest_report(out: Console, err: Console, report: IngestReport) -> None:
     for r in report.results:
+        path, reason = printable(r.path), printable(r.reason)
         if r.status == "failed":
-            err.print(f"failed  {r.path}: {r.reason}", markup=False, soft_wrap=True)
+            err.print(f"failed  {path}: {reason}", markup=False, soft_wrap=True)
         elif r.status == "skipped":
-            err.print(f"skipped {r.path}: {r.reason}", markup=False, soft_wrap=True)
+            err.print(f"skipped {path}: {reason}", markup=False, soft_wrap=True)
         elif r.status == "removed":
-            out.print(f"removed {r.path}", markup=False, soft_wrap=True)
+            out.print(f"removed {path}", markup=False, soft_wrap=True)
         # Ingested, with a bound hit (rows cut) or pages OCR could not read.
         for note in r.notes if r.status in ("new", "updated") else ():
-            err.print(f"note    {r.path}: {note}", markup=False, soft_wrap=True)
+            err.print(f"note    {path}: {printable(note)}", markup=False, soft_wrap=True)
     counts = "  ".join(f"{s} {report.count(s)}" for s in (
         "new", "updated", "unchanged", "removed", "skipped", "failed"))
     table = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
@@ -110,15 +112,15 @@ def print_retrieval(out: Console, result: Any, show_text: bool) -> None:
     d = result.to_dict()
     b = d["budget"]
     if d["message"]:
-        out.print(f"[yellow]{d['message']}[/yellow]")
+        out.print(f"[yellow]{escape(printable(d['message']))}[/yellow]")
     for p in d["passages"]:
-        page = where(p["page"], p.get("page_label"))
+        page = escape(printable(where(p["page"], p.get("page_label"))))
         page += " · OCR" if p.get("ocr") else ""
         score = f"  score {p['score']:.4f}" if p["score"] is not None else ""
-        out.print(f"[bold][{p['label']}][/bold] {p['source']}{page}  "
+        out.print(f"[bold][{p['label']}][/bold] {escape(printable(p['source']))}{page}  "
                   f"({p['tokens']:,} tokens{score})", markup=True, highlight=False)
         if show_text:
-            out.print(p["text"], markup=False)
+            out.print(printable_text(p["text"]), markup=False)
             out.print()
     ledger = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
     ledger.add_column(style="bold")
@@ -146,9 +148,9 @@ def print_citations(out: Console, answer: Any) -> None:
         out.print("\n[bold]Sources[/bold]" + (" (inferred from the answer's wording: the model "
                                                "wrote no \\[n] markers)" if inferred else ""))
         for c in answer.citations:
-            page = where(c.page, c.page_label)
+            page = printable(where(c.page, c.page_label))
             page += " · OCR" if c.ocr else ""
-            out.print(f"  [{c.label}] {c.source}{page}", markup=False, soft_wrap=True)
+            out.print(f"  [{c.label}] {printable(c.source)}{page}", markup=False, soft_wrap=True)
     else:
         out.print("\n[dim]No sources: the answer draws on none of the passages.[/dim]")
     if answer.invalid_citations:

@@ -21,9 +21,13 @@ class SettingsError(RagError):
 class StoreError(RagError):
     """The vector store cannot be reached or used."""
 
+    exit_code = 4
+
 
 class StoreLockedError(StoreError):
     """The embedded store is owned by another running process."""
+
+    exit_code = 3
 
 
 class LoadError(RagError):

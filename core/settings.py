@@ -3,10 +3,23 @@ optional YAML file, read once at the edge of the program and passed down."""
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,9 +31,27 @@ from core.choices import ContextMode, Layout, SearchMode
 from core.errors import SettingsError
 
 SHIPPED = "shipped"
+FOREIGN_PREFIXES = ("RAG_UI_",)  # RAG_UI__* (ui/settings.py) and the Makefile's RAG_UI_PORT
 
 
-class StoreSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings section: an unknown key in it is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _http_url(v: str | None, example: str) -> str | None:
+    """`v` when it is an http(s) URL with a host; the error says what is expected."""
+    if not v:
+        return None
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        got = f"scheme '{parts.scheme}'" if parts.scheme and "://" in v else "no http:// or https://"
+        raise ValueError(f"expected an http:// or https:// URL such as {example} ({got})")
+    return v
+
+
+class StoreSettings(_Section):
     """Where chunks live: the embedded Qdrant Edge store, or a Qdrant server when `url` is set."""
 
     url: str | None = Field(
@@ -36,10 +67,15 @@ class StoreSettings(BaseModel):
     hnsw_m: int = Field(16, ge=4, description="HNSW graph degree of the dense vector index.")
     hnsw_ef_construct: int = Field(100, ge=4, description="HNSW build-time beam width.")
 
-    @field_validator("url", "api_key")
+    @field_validator("api_key")
     @classmethod
     def _empty_is_none(cls, v: str | None) -> str | None:
         return v or None
+
+    @field_validator("url")
+    @classmethod
+    def _server_url(cls, v: str | None) -> str | None:
+        return _http_url(v, "http://qdrant:6333")
 
     @field_validator("collection")
     @classmethod
@@ -49,7 +85,7 @@ class StoreSettings(BaseModel):
         return v
 
 
-class EmbeddingSettings(BaseModel):
+class EmbeddingSettings(_Section):
     """The dense embedder (sentence-transformers)."""
 
     model: str = Field(
@@ -70,7 +106,10 @@ class EmbeddingSettings(BaseModel):
         "content hash (made on first use, or by `python -m ingest.onnx_embedder`); empty: "
         "share/rag/onnx under the Python environment (.venv).")
     batch_size: int = Field(64, ge=1, le=4096, description="Chunks per embedding batch.")
-    device: str = Field("cpu", description="torch device for the embedder (cpu, cuda, mps).")
+    device: str = Field(
+        "cpu",
+        description="torch device for the embedder: cpu, cuda, cuda:N or mps (backend torch; "
+        "checked to exist when the settings are read).")
     threads: int = Field(
         0, ge=0, description="Intra-op threads of torch or onnxruntime; 0: the runtime's default "
         "(every core).")
@@ -79,8 +118,37 @@ class EmbeddingSettings(BaseModel):
         description="Chunks longer than the model reads (MiniLM: 256 word pieces): 'window' "
         "embeds overlapping windows and averages them; 'truncate' drops the rest.")
 
+    @field_validator("device")
+    @classmethod
+    def _device_exists(cls, v: str, info: ValidationInfo) -> str:
+        if v == "cpu":
+            return v
+        if not re.fullmatch(r"cuda(:\d+)?|mps", v):
+            raise ValueError(f"expected cpu, cuda, cuda:N or mps, got '{v}'")
+        missing = _missing_device(v)
+        if missing:
+            raise ValueError(f"'{v}': {missing}")
+        backend = info.data.get("backend")
+        if backend != "torch":
+            raise ValueError(f"'{v}' needs embedding.backend torch (the {backend} backend runs "
+                             "on the CPU)")
+        return v
 
-class ChunkingSettings(BaseModel):
+
+def _missing_device(device: str) -> str | None:
+    """Why the torch `device` cannot be used here, or None when it can."""
+    import torch
+
+    if device == "mps":
+        return None if torch.backends.mps.is_available() else "no MPS device on this machine"
+    if not torch.cuda.is_available():
+        return "no CUDA device on this machine (torch.cuda.is_available() is false); use cpu"
+    index = int(device.partition(":")[2] or 0)
+    count = torch.cuda.device_count()
+    return None if index < count else f"this machine has {count} CUDA device(s)"
+
+
+class ChunkingSettings(_Section):
     """Token chunking with the Llama 3.1 tokenizer, on sentence boundaries."""
 
     size: int = Field(512, ge=32, le=8192, description="Most tokens in one chunk's own text.")
@@ -95,7 +163,7 @@ class ChunkingSettings(BaseModel):
         return self
 
 
-class TokenizerSettings(BaseModel):
+class TokenizerSettings(_Section):
     """The tokenizer that counts every token of the context."""
 
     path: str = Field(
@@ -105,7 +173,7 @@ class TokenizerSettings(BaseModel):
     )
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(_Section):
     """What `rag ingest` accepts."""
 
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are refused by name.")
@@ -141,7 +209,7 @@ class IngestSettings(BaseModel):
         "a zip bomb is refused by name before it is inflated.")
 
 
-class RetrievalSettings(BaseModel):
+class RetrievalSettings(_Section):
     """Hybrid search and context packing."""
 
     budget_tokens: int = Field(
@@ -173,7 +241,7 @@ class RetrievalSettings(BaseModel):
     max_candidates: int = Field(2000, ge=1, description="Most chunks fetched per search.")
 
 
-class LLMSettings(BaseModel):
+class LLMSettings(_Section):
     """The LLM server the app talks to, over the OpenAI-compatible HTTP protocol only."""
 
     url: str | None = Field(
@@ -206,13 +274,23 @@ class LLMSettings(BaseModel):
         "errors, timeouts, 429 and 5xx; never other 4xx); unreachable replicas before it are "
         "each tried once."))
 
-    @field_validator("url", "api_key", "model")
+    @field_validator("api_key", "model")
     @classmethod
     def _empty_is_none(cls, v: str | None) -> str | None:
         return v or None
 
+    @field_validator("url")
+    @classmethod
+    def _server_url(cls, v: str | None) -> str | None:
+        return _http_url(v, "http://vllm:8000/v1")
 
-class CPUServerSettings(BaseModel):
+    @field_validator("urls")
+    @classmethod
+    def _server_urls(cls, v: list[str]) -> list[str]:
+        return [u for u in (_http_url(u, "http://vllm:8000/v1") for u in v) if u]
+
+
+class CPUServerSettings(_Section):
     """The embedded default LLM: llama.cpp (llama-cpp-python[server]) on the CPU."""
 
     model_path: str = Field(
@@ -230,7 +308,7 @@ class CPUServerSettings(BaseModel):
         "users' prompts came between; 0 keeps only the last prompt (see bench/router_cache.py).")
 
 
-class VLLMSettings(BaseModel):
+class VLLMSettings(_Section):
     """Production serving: Llama 3.1 on vLLM with FlashAttention (rendered by serving/vllm.py)."""
 
     model: str = Field("meta-llama/Llama-3.1-8B-Instruct", description="HF model id or path.")
@@ -254,7 +332,7 @@ class VLLMSettings(BaseModel):
     startup_timeout_s: float = Field(1800.0, gt=0, description="Weights load + CUDA graphs.")
 
 
-class APISettings(BaseModel):
+class APISettings(_Section):
     """The REST API (`rag api`): where it listens, who may call it, and its limits."""
 
     host: str = Field("127.0.0.1", description="Interface the API listens on (0.0.0.0: all).")
@@ -343,8 +421,16 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         yaml_path = _yaml_path(init_settings(), env_settings())
         if yaml_path is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+            sources.append(_yaml_source(settings_cls, yaml_path))
         return tuple(sources)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _usable_folder(cls, v: Path) -> Path:
+        problem = _folder_problem(v.expanduser())
+        if problem:
+            raise ValueError(problem)
+        return v
 
     @property
     def store_path(self) -> Path:
@@ -363,15 +449,176 @@ def _yaml_path(*layers: dict[str, Any]) -> Path | None:
     return default if default.is_file() else None
 
 
+def _yaml_source(settings_cls: type[BaseSettings], path: Path) -> YamlConfigSettingsSource:
+    """The YAML file as a settings source; a syntax error names the file and its line."""
+    import yaml
+
+    try:
+        source = YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    except (ValueError, TypeError):  # a list or a scalar at the top
+        raise SettingsError("config_file", f"{path}: expected a mapping of settings "
+                            "(section: {field: value})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path} line {mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or "a syntax error"
+        raise SettingsError("config_file", f"{where}: not valid YAML ({problem})") from None
+    except OSError as exc:
+        raise SettingsError("config_file", f"cannot read {path}: {exc.strerror}") from None
+    return source
+
+
+def _yaml_line(path: Path, loc: tuple[str, ...]) -> int | None:
+    """The line (1-based) of the YAML key at `loc`, if the file has it."""
+    import yaml
+
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, yaml.YAMLError):
+        return None
+    line = None
+    for key in loc:
+        if not isinstance(node, yaml.MappingNode):
+            return line
+        for k, v in node.value:
+            if str(k.value).lower() == str(key).lower():
+                line, node = k.start_mark.line + 1, v
+                break
+        else:
+            return line
+    return line
+
+
+def _folder_problem(path: Path) -> str | None:
+    """Why `path` cannot be the data folder (made when missing), or None."""
+    if path.exists():
+        if not path.is_dir():
+            return f"{path} is not a folder; expected a folder to keep the store and uploads in"
+        if not os.access(path, os.W_OK | os.X_OK):
+            return f"{path} is not writable; expected a folder this user may write to"
+        return None
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a folder, so {path} cannot be made; expected a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{path} cannot be made: {parent} is not writable"
+    return None
+
+
+def env_names() -> dict[str, tuple[str, ...]]:
+    """Every environment variable the settings read (RAG_SECTION__FIELD, RAG_FIELD, and
+    RAG_SECTION for a whole section as JSON) and the field path it sets."""
+    names: dict[str, tuple[str, ...]] = {}
+    for name, info in Settings.model_fields.items():
+        names[f"RAG_{name.upper()}"] = (name,)
+        section = info.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            for field in section.model_fields:
+                names[f"RAG_{name.upper()}__{field.upper()}"] = (name, field)
+    return names
+
+
+def _annotation(loc: tuple[str, ...]) -> Any:
+    """The type of the field at `loc` (a top-level field, or section and field)."""
+    annotation = Settings.model_fields[loc[0]].annotation
+    if len(loc) == 2:
+        assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        annotation = annotation.model_fields[loc[1]].annotation
+    return annotation
+
+
+def _expects_json(annotation: Any) -> bool:
+    """True for the types pydantic-settings reads from the environment as JSON."""
+    return get_origin(annotation) in (list, dict) or (
+        isinstance(annotation, type) and issubclass(annotation, BaseModel))
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuses RAG_ variables the settings do not know (with the closest known name) and
+    list or section values that are not JSON, naming the variable."""
+    known = env_names()
+    for key, value in environ.items():
+        name = key.upper()
+        if not name.startswith("RAG_") or name.startswith(FOREIGN_PREFIXES):
+            continue
+        loc = known.get(name)
+        if loc is None:
+            raise SettingsError(name, f"no such setting{_suggestion(name, known)}")
+        annotation = _annotation(loc)
+        if not _expects_json(annotation):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            if get_origin(annotation) is list:
+                expected = f"a JSON list, e.g. {name}='[\"a\", \"b\"]' (not a comma-separated list)"
+            else:
+                expected = "a JSON object"
+            raise SettingsError(".".join(loc), f"{name} must be {expected}") from None
+
+
+def _suggestion(name: str, known: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]}?"
+    section = name.partition("__")[0]
+    fields = [k.partition("__")[2] for k in known if k.startswith(section + "__")]
+    if fields:
+        return f"; {section} has {', '.join(fields)}"
+    return "; see the README's Settings section (RAG_SECTION__FIELD)"
+
+
+def _config_file(overrides: Mapping[str, Any], environ: Mapping[str, str]) -> Path | None:
+    env = next(({"config_file": v} for k, v in environ.items()
+                if k.upper() == "RAG_CONFIG_FILE"), {})
+    try:
+        return _yaml_path(dict(overrides), env)
+    except SettingsError:
+        return None
+
+
+def _origin(loc: tuple[str, ...], environ: Mapping[str, str], yaml_file: Path | None) -> str:
+    """Where a wrong value came from: its variable, or the YAML file and line."""
+    name = "RAG_" + "__".join(str(p).upper() for p in loc[:2])
+    if any(k.upper() == name for k in environ):
+        return f" (from {name})"
+    if yaml_file is not None:
+        line = _yaml_line(yaml_file, loc)
+        if line is not None:
+            return f" (from {yaml_file} line {line})"
+    return ""
+
+
+def _explain(error: Any, yaml_file: Path | None) -> str:
+    """pydantic's message, with the closest field for an unknown YAML key."""
+    loc = tuple(str(p) for p in error["loc"])
+    if error["type"] != "extra_forbidden" or len(loc) != 2 or loc[0] not in Settings.model_fields:
+        return str(error["msg"]).removeprefix("Value error, ")
+    section = Settings.model_fields[loc[0]].annotation
+    fields = list(section.model_fields) if isinstance(section, type) and issubclass(
+        section, BaseModel) else []
+    close = difflib.get_close_matches(loc[1], fields, n=1, cutoff=0.6)
+    hint = f"did you mean {loc[0]}.{close[0]}?" if close else f"{loc[0]} has {', '.join(fields)}"
+    return f"no such setting; {hint}"
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Builds the settings once; raises `SettingsError` with the field that is wrong."""
+    """Builds the settings once from the environment, `overrides` and the YAML file; raises
+    `SettingsError` naming the field, and the variable or YAML line it came from."""
     from pydantic import ValidationError
 
+    environ = os.environ
+    check_environment(environ)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise SettingsError(field, first["msg"]) from None
+        loc = tuple(str(p) for p in first["loc"])
+        yaml_file = _config_file(overrides, environ)
+        field = ".".join(loc) or "settings"
+        raise SettingsError(field, _explain(first, yaml_file)
+                            + _origin(loc, environ, yaml_file)) from None
     except ValueError as exc:
         raise SettingsError("settings", str(exc)) from None

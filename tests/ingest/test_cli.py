@@ -203,7 +203,7 @@ def test_second_process_is_told_the_store_is_in_use(shared: Corpus) -> None:
     try:
         for args in (["documents", "list"], ["ingest", str(shared.root / "docs")]):
             r = rag(*args, data_dir=shared.data_dir, cwd=shared.root, settings=shared.settings)
-            assert r.returncode == 1, (args, r.stdout, r.stderr)
+            assert r.returncode == 3, (args, r.stdout, r.stderr)  # exit 3: the store is locked
             line = one_line(r.stderr)
             assert line.startswith("error: the embedded store")
             assert "is in use by another process" in line
