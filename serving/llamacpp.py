@@ -28,6 +28,9 @@ from core.settings import SHIPPED, CPUServerSettings
 from serving.orphan_guard import guarded
 from serving.readiness import wait_ready
 
+# llama-cpp-python's server with a /health route (serving/llamacpp_server.py).
+SERVER_MODULE = "serving.llamacpp_server"
+
 
 def shipped_gguf() -> Path:
     # Located, not imported: the package's own module is a plugin for another tool.
@@ -64,7 +67,7 @@ def render_command(cfg: CPUServerSettings, python: str | None = None) -> list[st
     """The llama.cpp server command line for `cfg`."""
     path = model_path(cfg)
     return [
-        python or sys.executable, "-m", "serving.llamacpp_server",
+        python or sys.executable, "-m", SERVER_MODULE,
         "--model", str(path),
         "--model_alias", path.stem,
         "--host", cfg.host,
@@ -114,7 +117,7 @@ def _runs_llamacpp(pid: int, port: int) -> bool:
     if not cmdline.exists():  # no /proc: the live pid and the model id have to do
         return True
     args = cmdline.read_bytes().split(b"\0")
-    return b"llama_cpp.server" in args and f"--port {port}".encode() in b" ".join(args)
+    return SERVER_MODULE.encode() in args and f"--port {port}".encode() in b" ".join(args)
 
 
 def is_ours(cfg: CPUServerSettings) -> bool:
