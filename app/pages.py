@@ -165,7 +165,11 @@ def locate(page_text: str, quote: str) -> tuple[int, int, str]:
         return 0, 0, "none"
     at = folded.find(wanted)
     if at >= 0:
-        return where[at], where[at + len(wanted) - 1] + 1, "exact"
+        end = where[at + len(wanted) - 1] + 1
+        tail = quote.rstrip()[-1:]
+        if tail and not tail.isalnum() and page_text[end:end + 1] == tail:
+            end += 1  # the closing full stop (or bracket) the fold left out
+        return where[at], end, "exact"
     match = difflib.SequenceMatcher(None, folded, wanted, autojunk=False).find_longest_match()
     if match.size >= _MIN_PARTIAL * len(wanted):
         return where[match.a], where[match.a + match.size - 1] + 1, "partial"

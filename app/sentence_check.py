@@ -39,6 +39,10 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _NAME = re.compile(r"\b[A-Z][\w'’-]*\w|\b[A-Z]\b")
 _LEADING_MARKERS = re.compile(rf"\s*(?:{MARKER.pattern}\s*)+")
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Words of a sentence that only frames the answer ("Sure!", "I hope this helps."): such a
+# sentence states nothing to check and is never flagged.
+_FRAMING = frozenset("sure yes okay certainly course glad happy help helps hope thanks thank "
+                     "here following great".split())
 
 Embed = Callable[[list[str]], Any]  # texts → normalised vectors (rows), e.g. Embedder.embed
 
@@ -121,8 +125,8 @@ def _add_span(spans: list[Span], text: str, start: int, end: int, line_start: in
     lead = _LEADING_MARKERS.match(text, start, end)
     if lead and spans and spans[-1].start >= line_start:
         prev = spans[-1]
-        prev.end = lead.end()
-        prev.text = text[prev.start:prev.end].strip()
+        prev.text = text[prev.start:lead.end()].rstrip()
+        prev.end = prev.start + len(prev.text)
         start = lead.end()
     stripped = text[start:end].strip()
     if stripped:
@@ -189,7 +193,7 @@ def check_answer(answer: str, passages: Sequence[Passage], embed: Embed,
         _measure(plain, candidates, embed)
         check = _verdict(span, candidates, bool(labels), min_share, min_similarity)
         check.not_in_context = [t for t in terms if not _holds(context, t)]
-        check.states = bool(words or terms)
+        check.states = bool(words - _FRAMING or terms)
         checks.append(check)
     return checks
 
