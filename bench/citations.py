@@ -36,8 +36,9 @@ SIMILARITIES = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def answer_all(items: list[dict[str, Any]], max_tokens: int, port: int, out: Path,
-               budget_s: float) -> list[dict[str, Any]]:
-    """Each item with the model's answer, saved after every answer; stops at `budget_s`."""
+               budget_s: float, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each item with the model's answer appended to `rows` (those already there are
+    skipped), saved after every answer; stops at `budget_s`."""
     from app.llm import LLMClient
     from core.settings import CPUServerSettings
     from retrieval.packer import render
@@ -46,7 +47,8 @@ def answer_all(items: list[dict[str, Any]], max_tokens: int, port: int, out: Pat
 
     server = llamacpp.start(CPUServerSettings(port=port, threads=1, n_ctx=4096))
     client = LLMClient([server.url], timeout_s=600)
-    rows: list[dict[str, Any]] = []
+    done = {r["question"] for r in rows}
+    items = [item for item in items if item["question"] not in done]
     started = time.perf_counter()
     try:
         client.chat([{"role": "user", "content": "Hi"}], max_tokens=4)  # warm up
@@ -141,6 +143,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, help="SQuAD folder or dev json")
     ap.add_argument("--answers", type=Path, help="sweep the rows of an earlier run (no LLM)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the answers of bench/results/citations.json and add the rest")
     ap.add_argument("--questions", type=int, default=200)
     ap.add_argument("--passages", type=int, default=2, help="passages per question (gold + others)")
     ap.add_argument("--max-tokens", type=int, default=48)
@@ -156,7 +160,8 @@ def main() -> None:
 
         items = sample_questions(load_squad(args.data), args.questions, args.seed, args.passages)
         log(f"{len(items)} questions, {args.passages} passages each")
-        rows = answer_all(items, args.max_tokens, args.port, out, args.budget_min * 60)
+        kept = json.loads(out.read_text())["rows"] if args.resume and out.is_file() else []
+        rows = answer_all(items, args.max_tokens, args.port, out, args.budget_min * 60, kept)
     else:
         sys.exit("give --data (answer with the LLM) or --answers (sweep a saved run)")
     embed = MemoEmbedder()
