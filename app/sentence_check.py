@@ -41,8 +41,8 @@ _LEADING_MARKERS = re.compile(rf"\s*(?:{MARKER.pattern}\s*)+")
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words of a sentence that only frames the answer ("Sure!", "I hope this helps."): such a
 # sentence states nothing to check and is never flagged.
-_FRAMING = frozenset("sure yes okay certainly course glad happy help helps hope thanks thank "
-                     "here following great".split())  # noqa: SIM905
+_FRAMING = frozenset({"sure", "yes", "okay", "certainly", "course", "glad", "happy", "help",
+                      "hope", "thank", "thanks", "here", "following", "great"})
 
 Embed = Callable[[list[str]], Any]  # texts → normalised vectors (rows), e.g. Embedder.embed
 
