@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from app.citations import MARKER, content_words, markers
@@ -47,7 +48,7 @@ _FRAMING = frozenset({"sure", "yes", "okay", "certainly", "course", "glad", "hap
 Embed = Callable[[list[str]], Any]  # texts → normalised vectors (rows), e.g. Embedder.embed
 
 
-@dataclass
+@dataclass(frozen=True)
 class Span:
     text: str
     start: int  # character offsets in the text it was split from
@@ -103,9 +104,11 @@ class SentenceCheck:
 
 
 # -- splitting ------------------------------------------------------------------------------
-def split_sentences(text: str) -> list[Span]:
+@lru_cache(maxsize=4096)
+def split_sentences(text: str) -> tuple[Span, ...]:
     """Sentences with their offsets; each line is split on its own (list items, headings),
-    and [n] markers that open a sentence go to the one before ("… 1931. [2] Next …")."""
+    and [n] markers that open a sentence go to the one before ("… 1931. [2] Next …").
+    Cached: a passage is split again for every sentence and answer that cites it."""
     import pysbd
 
     segmenter = pysbd.Segmenter(language="en", clean=False)  # not reentrant: one per call
@@ -118,15 +121,15 @@ def split_sentences(text: str) -> list[Span]:
                 start = pos
             pos = start + len(piece)
             _add_span(spans, text, start, pos, line.start())
-    return spans
+    return tuple(spans)
 
 
 def _add_span(spans: list[Span], text: str, start: int, end: int, line_start: int) -> None:
     lead = _LEADING_MARKERS.match(text, start, end)
     if lead and spans and spans[-1].start >= line_start:
         prev = spans[-1]
-        prev.text = text[prev.start:lead.end()].rstrip()
-        prev.end = prev.start + len(prev.text)
+        joined = text[prev.start:lead.end()].rstrip()
+        spans[-1] = Span(joined, prev.start, prev.start + len(joined))
         start = lead.end()
     stripped = text[start:end].strip()
     if stripped:
@@ -171,7 +174,7 @@ class _Candidate:
     passage: Passage
     share: float
     missing: list[str]
-    sentences: list[Span]
+    sentences: tuple[Span, ...]
     similarity: float = 0.0
     quote: str = ""
 
