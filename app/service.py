@@ -181,8 +181,9 @@ class RagService:
                 served = self.model.smaller_window(served, exc.window)
         text = "".join(reply.parts).strip()
         citations, invalid = cite(text, retrieval.packing.passages)
-        with self.runtime.lock:  # the embedder is shared with retrieval
-            sentences = check_answer(text, retrieval.packing.passages, self.runtime.embedder().embed)
+        # The embedder is shared with retrieval: each batch under the lock, the rest outside.
+        sentences = check_answer(text, retrieval.packing.passages,
+                                 self.runtime.locked_embedder().embed)
         answer = Answer(question, text, citations, invalid, retrieval,
                         _usage(reply.usage, prompt_tokens, started, reply.first), served.model,
                         retrieval.search_query, retrieval.reused, reply.finish, sentences)

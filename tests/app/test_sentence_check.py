@@ -69,3 +69,22 @@ def test_sentences_split_with_abbreviations_lines_and_trailing_markers() -> None
 def test_key_terms_are_numbers_and_names_not_the_first_word() -> None:
     assert key_terms("The museum opened on 4 May 1931 with 1,200 models from Oslo.") == [
         "4", "1931", "1,200", "May", "Oslo"]
+
+
+def test_the_cli_lists_the_unsupported_sentences_with_their_reason(embedder: Any) -> None:
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from app.console import print_unsupported
+
+    checks = check("Sure! The keeper tests them every Friday [1]. The lamp dates from 1931 [1].",
+                   embedder)
+    buffer = io.StringIO()
+    print_unsupported(Console(file=buffer, width=200), SimpleNamespace(sentences=checks))
+    printed = buffer.getvalue()
+    assert "Not supported by the passages" in printed
+    assert "! The lamp dates from 1931 [1]." in printed
+    assert "unsupported: 1931 appears in no passage of the context" in printed
+    assert "Friday" not in printed and "Sure" not in printed
