@@ -18,6 +18,8 @@ from test_api_documents import upload, wait_job
 from app.pages import PageImage
 from tests.app.test_pages import LETTER_HEIGHT, yellow_box
 
+pytestmark = pytest.mark.slow  # an upload job each
+
 NAME = "page-route-almanac.pdf"
 
 
