@@ -81,6 +81,7 @@ class SentenceCheck:
     word_share: float = 0.0  # of the best cited passage
     similarity: float = 0.0
     states: bool = True  # it has content words, numbers or names ("Sure!" has none)
+    held_by: int | None = None  # unsupported: a passage it does not cite that holds it
 
     @property
     def note(self) -> str:
@@ -94,7 +95,8 @@ class SentenceCheck:
         if self.support == UNSUPPORTED:
             cited = ", ".join(f"[{n}]" for n in self.citations)
             lacks = f" ({', '.join(self.missing)} missing)" if self.missing else ""
-            return f"{cited} does not contain it{lacks}"
+            elsewhere = f"; [{self.held_by}] does" if self.held_by is not None else ""
+            return f"{cited} does not contain it{lacks}{elsewhere}"
         return "no passage of the context contains it"
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,7 +104,7 @@ class SentenceCheck:
                 "citations": self.citations, "inferred": self.inferred, "support": self.support,
                 "evidence": self.evidence.to_dict() if self.evidence else None,
                 "missing": self.missing, "not_in_context": self.not_in_context,
-                "note": self.note, "word_share": round(self.word_share, 3),
+                "note": self.note, "held_by": self.held_by, "word_share": round(self.word_share, 3),
                 "similarity": round(self.similarity, 3)}
 
 
@@ -198,6 +200,13 @@ def check_answer(answer: str, passages: Sequence[Passage], embed: Embed,
         candidates = [_candidate(by_label[n], words, terms, words_of[n]) for n in chosen]
         _measure(plain, candidates, embed)
         check = _verdict(span, candidates, bool(labels), min_share, min_similarity)
+        if check.support == UNSUPPORTED:  # a wrong marker, or a claim no passage makes?
+            others = [p for p in passages if p.label not in labels]
+            elsewhere = [_candidate(by_label[n], words, terms, words_of[n])
+                         for n in _best_matches(words, others, words_of)]
+            _measure(plain, elsewhere, embed)
+            found = _verdict(span, elsewhere, False, min_share, min_similarity).evidence
+            check.held_by = found.label if found else None
         check.not_in_context = [t for t in terms if not _holds(context, t)]
         check.states = bool(words - _FRAMING or terms)
         checks.append(check)

@@ -168,6 +168,8 @@ class SentenceOut(BaseModel):
     not_in_context: list[str] = Field(description="Numbers, dates and names in no passage "
                                                   "of the context.")
     note: str = Field(description="Why it is not supported, in a line (empty when it is).")
+    held_by: int | None = Field(None, description="Unsupported: a passage it does not cite "
+                                                  "that holds it (a wrong marker).")
     word_share: float = Field(description="Share of its content words in the passage.")
     similarity: float = Field(description="Cosine similarity (MiniLM) to the passage's "
                                           "closest sentence.")

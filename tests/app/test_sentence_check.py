@@ -34,13 +34,14 @@ def test_a_number_in_no_passage_is_flagged_and_named(embedder: Any) -> None:
     assert s.support == UNSUPPORTED and s.citations == [1]
     assert s.not_in_context == ["1931"] and "1931" in s.missing
     assert s.note == "1931 appears in no passage of the context"
-    assert s.evidence is None
+    assert s.evidence is None and s.held_by is None
 
 
 def test_a_sentence_citing_a_passage_that_lacks_its_content_is_unsupported(embedder: Any) -> None:
     (s,) = check("The bakery proofs its rye dough for fourteen hours [3].", embedder)
     assert (s.support, s.citations) == (UNSUPPORTED, [3])
-    assert s.not_in_context == [] and s.note == "[3] does not contain it"
+    assert s.not_in_context == [] and s.note == "[3] does not contain it; [2] does"
+    assert s.held_by == 2 and s.evidence is None
 
 
 def test_a_name_no_passage_holds_leaves_the_sentence_uncited(embedder: Any) -> None:
