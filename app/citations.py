@@ -14,7 +14,7 @@ from typing import Any
 from retrieval.packer import Passage
 
 # [2]  [1, 3]  [1; 3]  [2-4]  [2–4]  (a [1][3] run is two markers)
-_MARKER = re.compile(r"\[(\s*\d{1,4}(?:\s*(?:[,;]|-|–)\s*\d{1,4})*\s*)\]")
+MARKER = re.compile(r"\[(\s*\d{1,4}(?:\s*(?:[,;]|-|–)\s*\d{1,4})*\s*)\]")
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]?", re.UNICODE)
 _STOP = frozenset("""
@@ -53,7 +53,7 @@ class Citation:
 def markers(answer: str) -> list[int]:
     """Labels in order of first appearance; ranges expand ([2-4] → 2, 3, 4, at most 50)."""
     seen: list[int] = []
-    for match in _MARKER.finditer(answer):
+    for match in MARKER.finditer(answer):
         for part in re.split(r"\s*[,;]\s*", match.group(1).strip()):
             bounds = re.split(r"\s*[-–]\s*", part)
             lo, hi = int(bounds[0]), int(bounds[-1])
@@ -63,7 +63,9 @@ def markers(answer: str) -> list[int]:
     return seen
 
 
-def _words(text: str) -> set[str]:
+def content_words(text: str) -> set[str]:
+    """Lower-cased words that carry content: no stop words, no one- or two-letter words
+    (numbers stay)."""
     return {w for w in (m.group(0).lower() for m in _WORD.finditer(text))
             if w not in _STOP and (len(w) > 2 or w.isdigit())}
 
@@ -74,7 +76,7 @@ def _best_sentence(passage: str, answer_words: set[str]) -> tuple[str, int, int]
     best: tuple[tuple[int, int, int], str, int, int] = ((0, 0, 0), "", 0, 0)
     for m in _SENTENCE.finditer(passage):
         sentence = m.group(0).strip()
-        words = _words(sentence)
+        words = content_words(sentence)
         if not words:
             continue
         heading = sentence.startswith("#") or not sentence.endswith((".", "!", "?", ":"))
@@ -94,7 +96,7 @@ def _citation(p: Passage, answer_words: set[str], inferred: bool) -> Citation:
 def cite(answer: str, passages: list[Passage]) -> tuple[list[Citation], list[int]]:
     """(citations, invalid labels). Explicit markers win; with none, inferred by overlap."""
     by_label = {p.label: p for p in passages}
-    answer_words = _words(_MARKER.sub(" ", answer))
+    answer_words = content_words(MARKER.sub(" ", answer))
     labels = markers(answer)
     valid = [n for n in labels if n in by_label]
     invalid = [n for n in labels if n not in by_label]
@@ -110,7 +112,7 @@ def infer(answer_words: set[str], passages: list[Passage]) -> list[Citation]:
         return []
     scored = []
     for p in passages:
-        share = len(answer_words & _words(p.text)) / len(answer_words)
+        share = len(answer_words & content_words(p.text)) / len(answer_words)
         if share >= MIN_INFERRED_OVERLAP:
             scored.append((share, -(p.rank if p.rank is not None else 10**6), p))
     scored.sort(key=lambda s: (s[0], s[1]), reverse=True)

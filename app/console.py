@@ -141,8 +141,21 @@ def print_retrieval(out: Console, result: Any, show_text: bool) -> None:
     out.print(ledger)
 
 
+def print_unsupported(out: Console, answer: Any) -> None:
+    """The sentences no cited passage holds, each with the reason."""
+    flagged = [s for s in answer.sentences if s.support != "supported" and s.note]
+    if not flagged:
+        return
+    out.print("\n[bold yellow]Not supported by the passages[/bold yellow]")
+    for s in flagged:
+        out.print(f"  ! {s.text}", markup=False, soft_wrap=True)
+        out.print(f"    {s.support}: {s.note}", style="dim", markup=False, soft_wrap=True)
+
+
 def print_citations(out: Console, answer: Any) -> None:
-    """The answer's sources under it; inferred ones say so, unknown markers are flagged."""
+    """The answer's unsupported sentences and its sources under it; inferred sources say
+    so, unknown markers are flagged."""
+    print_unsupported(out, answer)
     if answer.citations:
         inferred = all(c.inferred for c in answer.citations)
         out.print("\n[bold]Sources[/bold]" + (" (inferred from the answer's wording: the model "

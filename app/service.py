@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 from app.citations import Citation, cite
 from app.llm import LLMClient, PromptTooLongError
+from app.pages import DEFAULT_WIDTH, PageImage, page_image, stored_entry
 from app.runtime import Runtime
+from app.sentence_check import SentenceCheck, check_answer
 from app.served_model import ServedModel
 from core.settings import Settings
 from ingest.documents import DocumentInfo
@@ -41,6 +43,7 @@ class Answer:
     search_query: str
     reused_context: bool = False
     finish_reason: str | None = None
+    sentences: list[SentenceCheck] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         ledger = self.retrieval.to_dict()
@@ -54,6 +57,7 @@ class Answer:
             "usage": self.usage,
             "model": self.model,
             "finish_reason": self.finish_reason,
+            "sentences": [s.to_dict() for s in self.sentences],
         }
 
 
@@ -127,6 +131,13 @@ class RagService:
     def document_count(self) -> int:
         return self.runtime.document_count()
 
+    def page_image(self, document_id: str, number: int, highlight: str = "",
+                   width: int = DEFAULT_WIDTH) -> PageImage:
+        """Page `number` of a stored PDF as a PNG with `highlight` marked (app/pages.py)."""
+        with self.runtime.lock:
+            entry = stored_entry(self.runtime.store, document_id)
+        return page_image(entry, number, highlight, width)
+
     # -- retrieval only ---------------------------------------------------------------------
     def retrieve(self, question: str, options: RetrieveOptions | None = None,
                  history: tuple[Message, ...] = ()) -> Retrieval:
@@ -170,9 +181,12 @@ class RagService:
                 served = self.model.smaller_window(served, exc.window)
         text = "".join(reply.parts).strip()
         citations, invalid = cite(text, retrieval.packing.passages)
+        # The embedder is shared with retrieval: each batch under the lock, the rest outside.
+        sentences = check_answer(text, retrieval.packing.passages,
+                                 self.runtime.locked_embedder().embed)
         answer = Answer(question, text, citations, invalid, retrieval,
                         _usage(reply.usage, prompt_tokens, started, reply.first), served.model,
-                        retrieval.search_query, retrieval.reused, reply.finish)
+                        retrieval.search_query, retrieval.reused, reply.finish, sentences)
         with self.runtime.lock:
             self.contexts.remember(text, retrieval, options)
         yield Event("done", answer=answer)

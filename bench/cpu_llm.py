@@ -39,13 +39,15 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-def sample_questions(squad: dict[str, Any], n: int, seed: int) -> list[dict[str, Any]]:
-    """`n` questions from distinct paragraphs, each with 3 distractor paragraphs."""
+def sample_questions(squad: dict[str, Any], n: int, seed: int,
+                     passages: int = PASSAGES) -> list[dict[str, Any]]:
+    """`n` questions from distinct paragraphs, each with `passages` - 1 distractor paragraphs
+    from the same article."""
     rnd = random.Random(seed)
     items = []
     for article in squad["data"]:
         paras = [p["context"] for p in article["paragraphs"]]
-        if len(paras) < PASSAGES:
+        if len(paras) < passages:
             continue
         for i, para in enumerate(article["paragraphs"]):
             qas = [qa for qa in para["qas"] if qa["answers"]]
@@ -54,7 +56,7 @@ def sample_questions(squad: dict[str, Any], n: int, seed: int) -> list[dict[str,
     rnd.shuffle(items)
     out = []
     for title, paras, gold, qa in items[:n]:
-        others = rnd.sample([j for j in range(len(paras)) if j != gold], PASSAGES - 1)
+        others = rnd.sample([j for j in range(len(paras)) if j != gold], passages - 1)
         order = [gold, *others]
         rnd.shuffle(order)
         out.append({"title": title, "question": qa["question"],

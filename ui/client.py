@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from httpx_sse import EventSource, ServerSentEvent, SSEError
@@ -101,6 +102,20 @@ class ApiClient:
 
     def delete_document(self, document_id: str) -> dict[str, Any]:
         return self._json("DELETE", f"/v1/documents/{document_id}")
+
+    def page_image(self, document_id: str, page: int, highlight: str = "",
+                   width: int = 1000) -> tuple[bytes, str]:
+        """A stored PDF's page as PNG bytes with `highlight` marked, and whether the quote
+        was found on it (exact, partial, none). A moved file is an ApiError with status 410."""
+        try:
+            response = self._http.get(f"/v1/documents/{quote(document_id, safe='')}/pages/"
+                                      f"{int(page)}.png",
+                                      params={"highlight": highlight[:4000], "width": width})
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        if response.status_code >= 400:
+            raise self._error(response)
+        return response.content, response.headers.get("x-highlight", "none")
 
     def retrieve(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", "/v1/retrieve", json=body)

@@ -9,7 +9,17 @@ import streamlit as st
 
 from ui import ledger as ledger_view
 from ui.client import ApiClient, ApiError, ApiUnreachableError, LLMUnavailableError
-from ui.conversation import Options, Turn, citation_title, highlighted
+from ui.conversation import (
+    Options,
+    Turn,
+    checks_summary,
+    citation_title,
+    flagged,
+    flagged_html,
+    highlighted,
+    is_pdf_page,
+    sentences_html,
+)
 
 BUDGET_STEP = 256
 MIN_BUDGET = 256  # when the API states no limits
@@ -40,11 +50,50 @@ def show_citations(turn: Turn) -> None:
             with st.expander(citation_title(c), icon=":material/format_quote:"):
                 if c.get("title") and c.get("title") != ledger_view.file_name(c.get("source")):
                     st.caption(c["title"])
-                st.html(highlighted(c))
+                show_passage(c)
                 st.caption(f"{c.get('source')} · document {c.get('document_id')}")
     if turn.invalid_citations:
         labels = ", ".join(f"[{n}]" for n in turn.invalid_citations)
         st.caption(f"The answer cites {labels}, which name no passage of the context.")
+
+
+def show_passage(c: dict[str, Any]) -> None:
+    """A PDF citation as its page image with the quote highlighted; when the page cannot be
+    drawn (the file moved), and for other formats, the passage text with the quote marked."""
+    if is_pdf_page(c):
+        try:
+            png, found = _page_image(c)
+        except ApiError as exc:
+            st.caption(f"The page image is not available: {exc.message} Showing the passage "
+                       "text.")
+        else:
+            note = "" if found == "exact" else (" (the quote is marked where most of it is)"
+                                                if found == "partial" else
+                                                " (the quote could not be found on the page)")
+            st.image(png, caption=f"Page {c.get('page')}{note}")
+            return
+    st.html(highlighted(c))
+
+
+def _page_image(c: dict[str, Any]) -> tuple[bytes, str]:
+    """Fetched once per browser session (Streamlit redraws every expander on each rerun)."""
+    cache: dict[tuple[Any, ...], tuple[bytes, str]] = st.session_state.setdefault("_pages", {})
+    key = (c.get("document_id"), c.get("page"), c.get("quote"))
+    if key not in cache:
+        cache[key] = api().page_image(str(c.get("document_id")), int(c["page"]),
+                                      str(c.get("quote") or ""))
+    return cache[key]
+
+
+def show_checks(turn: Turn) -> None:
+    """The sentences no passage supports, beside the answer; every verdict in an expander."""
+    if not turn.sentences:
+        return
+    if flagged(turn):
+        st.html(flagged_html(turn))
+    with st.expander(f"Checked sentences: {checks_summary(turn)}",
+                     icon=":material/fact_check:"):
+        st.html(sentences_html(turn))
 
 
 def show_ledger(ledger: dict[str, Any]) -> None:
@@ -78,6 +127,7 @@ def show_answer_extras(turn: Turn) -> None:
     """Everything under an answer: its error, its citations, its ledger."""
     if turn.error:
         show_error(turn)
+    show_checks(turn)
     show_citations(turn)
     if turn.ledger:
         show_ledger(turn.ledger)

@@ -31,6 +31,7 @@ class Turn:
     answer: str = ""
     citations: list[dict[str, Any]] = field(default_factory=list)
     invalid_citations: list[int] = field(default_factory=list)
+    sentences: list[dict[str, Any]] = field(default_factory=list)  # each checked (API)
     ledger: dict[str, Any] | None = None
     model: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
@@ -103,6 +104,7 @@ def apply_answer(turn: Turn, data: dict[str, Any]) -> None:
     turn.answer = str(data.get("answer") or turn.answer or "").strip()
     turn.citations = list(data.get("citations") or [])
     turn.invalid_citations = [int(n) for n in data.get("invalid_citations") or []]
+    turn.sentences = list(data.get("sentences") or [])
     turn.ledger = data.get("ledger") or turn.ledger
     turn.model = data.get("model")
     turn.usage = dict(data.get("usage") or {})
@@ -142,3 +144,56 @@ def highlighted(c: dict[str, Any]) -> str:
                 + html.escape(text[start:end]) + "</mark>" + html.escape(text[end:]))
     return ('<div class="rag-passage" style="white-space:pre-wrap;font-size:0.9rem;'
             f'max-height:24rem;overflow-y:auto">{body}</div>')
+
+
+def flagged(turn: Turn) -> list[dict[str, Any]]:
+    """The sentences no passage supports that state something (they carry a note)."""
+    return [s for s in turn.sentences if s.get("support") != "supported" and s.get("note")]
+
+
+def checks_summary(turn: Turn) -> str:
+    """`3 supported · 1 unsupported · 1 uncited` (only the verdicts that occur)."""
+    counts: dict[str, int] = {}
+    for s in turn.sentences:
+        counts[str(s.get("support"))] = counts.get(str(s.get("support")), 0) + 1
+    return " · ".join(f"{counts[k]} {k}" for k in ("supported", "unsupported", "uncited")
+                      if counts.get(k))
+
+
+_SUPPORT_MARK = {"supported": ("✓", "#1a7f37"), "unsupported": ("⚠", "#b35900"),
+                 "uncited": ("?", "#6e7781")}
+
+
+def flagged_html(turn: Turn) -> str:
+    """The unsupported and uncited sentences, each with why, as a box beside the answer."""
+    items = "".join(
+        f'<li class="rag-sentence rag-{html.escape(str(s.get("support")))}">'
+        f'<span style="background:#ffe3c2;padding:0 2px">{html.escape(str(s.get("text")))}'
+        f'</span><br><small>{html.escape(str(s.get("support")))}: '
+        f'{html.escape(str(s.get("note")))}</small></li>' for s in flagged(turn))
+    return ('<div class="rag-unsupported" style="border-left:3px solid #b35900;'
+            'padding:0.2rem 0.6rem;margin:0.3rem 0;font-size:0.9rem">'
+            '<b>⚠ Not supported by the passages</b>'
+            f'<ul style="margin:0.2rem 0 0 0">{items}</ul></div>')
+
+
+def sentences_html(turn: Turn) -> str:
+    """Every sentence with its verdict; a supported one with its evidence quote."""
+    rows = []
+    for s in turn.sentences:
+        support = str(s.get("support"))
+        mark, colour = _SUPPORT_MARK.get(support, ("·", "#6e7781"))
+        evidence = s.get("evidence") or {}
+        detail = (f'[{evidence.get("label")}] “{html.escape(str(evidence.get("quote")))}”'
+                  if evidence else html.escape(str(s.get("note") or "")))
+        rows.append(f'<li class="rag-sentence rag-{html.escape(support)}">'
+                    f'<span style="color:{colour}" title="{html.escape(support)}">{mark}</span> '
+                    f'{html.escape(str(s.get("text")))}<br><small style="color:#57606a">'
+                    f'{detail}</small></li>')
+    return (f'<ul class="rag-checks" style="list-style:none;padding-left:0;font-size:0.9rem">'
+            f'{"".join(rows)}</ul>')
+
+
+def is_pdf_page(c: dict[str, Any]) -> bool:
+    """A citation whose page the API can draw (a PDF page; other files show the text)."""
+    return str(c.get("source") or "").lower().endswith(".pdf") and isinstance(c.get("page"), int)

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
-from app.api import errors, routes_documents, routes_health, routes_openai, routes_query
+from app.api import errors, routes_documents, routes_health, routes_openai, routes_pages, routes_query
 from app.api.deps import ApiState
 from app.api.jobs import JobManager
 from app.api.metrics import Metrics, MetricsMiddleware
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
     )
     app.state.api = state
     errors.install(app)
-    for module in (routes_query, routes_openai, routes_documents, routes_health):
+    for module in (routes_query, routes_openai, routes_documents, routes_pages, routes_health):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
 

@@ -5,8 +5,8 @@ Messages: the last user message is the question; earlier user and assistant mess
 the history. System and developer messages are ignored: the RAG system prompt (instruction
 plus numbered passages) takes their place, and a stable system prompt is what lets the LLM
 server reuse its prefix cache. Sampling fields (temperature, max_tokens...) are ignored too:
-the server's llm.* settings apply. `citations` and `ledger` ride as extra top-level fields
-of the response (streaming: of the final chunk), which plain clients ignore.
+the server's llm.* settings apply. `citations`, `ledger` and `sentences` ride as extra
+top-level fields of the response (streaming: of the final chunk), which plain clients ignore.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def chat_completions(req: ChatCompletionRequest, state: StateDep) -> Response:
                          "message": {"role": "assistant", "content": data["answer"]},
                          "finish_reason": data["finish_reason"] or "stop"}],
             "usage": _usage(data["usage"]), "citations": data["citations"],
-            "ledger": data["ledger"]})
+            "ledger": data["ledger"], "sentences": data["sentences"]})
     # Up to the first token (or the end) before answering 200: a failure so far keeps its
     # HTTP status, which the openai client turns into the matching exception.
     primed = []
@@ -114,7 +114,7 @@ async def _chunks(state: ApiState, meta: dict[str, Any], primed: list[Any],
                 data = event.answer.to_dict()
                 state.metrics.answered(data["usage"])
                 yield chunk({}, data["finish_reason"] or "stop", citations=data["citations"],
-                            ledger=data["ledger"])
+                            ledger=data["ledger"], sentences=data["sentences"])
                 if include_usage:
                     yield sse({**meta, "object": "chat.completion.chunk", "choices": [],
                                "usage": _usage(data["usage"])})

@@ -147,6 +147,34 @@ class CitationOut(_Labelled):
     inferred: bool
 
 
+class EvidenceOut(BaseModel):
+    label: int = Field(description="The passage that holds the sentence.")
+    quote: str = Field(description="Its sentence closest to the checked one.")
+
+
+class SentenceOut(BaseModel):
+    """One sentence of the answer, checked against the passages it cites."""
+
+    text: str
+    start: int = Field(description="Character offsets of the sentence in the answer.")
+    end: int
+    citations: list[int] = Field(description="Labels it cites ([n] markers, or the passage "
+                                             "found to hold it when it has none).")
+    inferred: bool = Field(description="The sentence has no marker: `citations` is the app's.")
+    support: Literal["supported", "unsupported", "uncited"]
+    evidence: EvidenceOut | None = Field(description="For a supported sentence.")
+    missing: list[str] = Field(description="Numbers, dates and names the closest cited "
+                                           "passage lacks.")
+    not_in_context: list[str] = Field(description="Numbers, dates and names in no passage "
+                                                  "of the context.")
+    note: str = Field(description="Why it is not supported, in a line (empty when it is).")
+    held_by: int | None = Field(None, description="Unsupported: a passage it does not cite "
+                                                  "that holds it (a wrong marker).")
+    word_share: float = Field(description="Share of its content words in the passage.")
+    similarity: float = Field(description="Cosine similarity (MiniLM) to the passage's "
+                                          "closest sentence.")
+
+
 class AnswerOut(_Open):
     answer: str
     citations: list[CitationOut]
@@ -155,6 +183,8 @@ class AnswerOut(_Open):
     usage: dict[str, Any]
     model: str
     finish_reason: str | None = None
+    sentences: list[SentenceOut] = Field(default_factory=list, description="Each sentence "
+                                         "of the answer with its support verdict.")
 
 
 class ErrorBody(BaseModel):
@@ -342,3 +372,5 @@ class ChatCompletion(BaseModel):
     usage: ChatUsage
     citations: list[CitationOut] = Field(description="RAG: the passages the answer cites.")
     ledger: Ledger = Field(description="RAG: what went into the context.")
+    sentences: list[SentenceOut] = Field(default_factory=list,
+                                         description="RAG: each sentence, checked.")

@@ -16,7 +16,7 @@ from ingest.loaders.pdf_tables import page_text
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-_PDFIUM = threading.Lock()  # PDFium is not thread-safe: one document at a time per process
+PDFIUM_LOCK = threading.Lock()  # PDFium is not thread-safe: one document at a time per process
 _PDFIUM_PASSWORD = 4  # FPDF_ERR_PASSWORD
 # Control characters: glyphs of symbol fonts without a Unicode mapping (bullets, ticks).
 _PDF_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")
@@ -37,7 +37,7 @@ def load_pdf(path: Path, data: bytes, find_tables: bool = True) -> LoadedDocumen
 
     if not data.lstrip()[:5].startswith(b"%PDF"):
         raise LoadError("corrupt PDF: no PDF header")
-    with _PDFIUM:
+    with PDFIUM_LOCK:
         try:
             # An empty user password (owner-only encryption) opens without asking.
             document = pdfium.PdfDocument(data)
@@ -94,7 +94,7 @@ class _PageRenderer:
     def __call__(self, number: int, dpi: int) -> Image:
         import pypdfium2 as pdfium
 
-        with _PDFIUM:
+        with PDFIUM_LOCK:
             document = pdfium.PdfDocument(self.data)
             try:
                 page = document[number - 1]

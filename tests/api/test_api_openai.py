@@ -42,6 +42,8 @@ def test_chat_completion_sync(oai: openai.OpenAI) -> None:
     assert done.usage is not None and done.usage.prompt_tokens > 0
     extra = done.model_extra or {}
     assert isinstance(extra["citations"], list)
+    assert [s["text"] for s in extra["sentences"]] and all(
+        s["text"] in choice.message.content for s in extra["sentences"])
     assert "72 hours" in "".join(p["text"] for p in extra["ledger"]["passages"])
 
 
@@ -60,6 +62,7 @@ def test_chat_completion_streaming(oai: openai.OpenAI) -> None:
     assert len(finals) == 1
     extra = finals[0].model_extra or {}
     assert "citations" in extra and extra["ledger"]["used_tokens"] > 0
+    assert all(s["text"] in text for s in extra["sentences"]) and extra["sentences"]
     assert extra["ledger"]["search_query"] == f"What is the lighthouse lamp?\n{QUESTION}"
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert len({c.id for c in chunks}) == 1

@@ -5,6 +5,7 @@ started."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -58,6 +59,7 @@ def test_query_answers_with_citations_and_ledger(client: httpx.Client) -> None:
     assert body["usage"]["prompt_tokens"] > body["ledger"]["used_tokens"]
     for c in body["citations"]:
         assert c["text"][c["quote_start"]:c["quote_end"]] == c["quote"]
+    assert_checked_sentences(body)
 
     # A follow-up with the history: the search text carries the previous question.
     follow = client.post("/v1/query", json={
@@ -90,6 +92,25 @@ def test_query_stream_is_framed_as_server_sent_events(client: httpx.Client) -> N
     assert streamed.strip() == done["answer"]
     assert done["ledger"]["used_tokens"] == ledger["used_tokens"]
     assert {"citations", "usage", "model"} <= set(done)
+    assert_checked_sentences(done)
+
+
+def assert_checked_sentences(body: dict[str, Any]) -> None:
+    """Each sentence of the answer, in order, with a verdict its citations agree with."""
+    sentences = body["sentences"]
+    assert sentences, body["answer"]
+    labels = {p["label"]: p for p in body["ledger"]["passages"]}
+    for s in sentences:
+        assert body["answer"][s["start"]:s["end"]] == s["text"]
+        assert s["support"] in ("supported", "unsupported", "uncited")
+        assert set(s["citations"]) <= set(labels)
+        if s["support"] == "supported":
+            assert s["evidence"]["label"] in s["citations"]
+            assert s["evidence"]["quote"] in labels[s["evidence"]["label"]]["text"]
+        else:
+            assert s["evidence"] is None
+        assert (s["support"] == "uncited") == (not s["citations"])
+    assert [s["start"] for s in sentences] == sorted(s["start"] for s in sentences)
 
 
 HUGE_HISTORY = [{"role": "user", "content": "lantern " * 9000},

@@ -81,6 +81,9 @@ def test_answer_with_citations_ledger_follow_up_and_new_conversation(ui_env: Run
     page = _texts(at)
     assert turns[0].answer in page
     assert 'class="rag-ledger"' in page and FIXTURE_NAME in page
+    # Each sentence of the answer is checked; the expander counts the verdicts.
+    assert turns[0].sentences and all(s["text"] in turns[0].answer for s in turns[0].sentences)
+    assert any(e.label.startswith("Checked sentences: ") for e in at.expander)
     # Each citation is an expander titled "[n] file name", holding the passage with the
     # quoted sentence marked (SmolLM2 writes no markers: the app infers them by overlap).
     assert turns[0].citations

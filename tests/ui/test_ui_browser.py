@@ -88,6 +88,8 @@ def test_ask_open_citation_and_upload_in_a_browser(ui_url: str, browser: object,
     expect(answer.locator(".rag-ledger")).to_contain_text(FIXTURE_NAME)
     # SmolLM2-135M's answer is not always right; that it came, streamed, is what counts here.
     expect(answer.get_by_test_id("stMarkdownContainer").first).to_have_text(re.compile(r"\w{3}"))
+    # Every sentence is checked against the passages; the verdicts sit beside the answer.
+    expect(answer.get_by_test_id("stExpander").filter(has_text="Checked sentences")).to_be_visible()
 
     # Open the citation: the passage shows with the quoted sentence marked.
     citation.locator("summary").click()
