@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from app.mcp_command import register as register_mcp
 from core.choices import ContextMode, Layout, SearchMode
 from core.errors import RagError, SettingsError
 from core.settings import Settings, load_settings
@@ -463,6 +464,9 @@ def run(
         if ui is not None:
             ui.terminate()
             ui.wait(10)
+
+
+register_mcp(app, _with_collection)
 
 
 def _ingest_sample_if_empty(s: Settings) -> None:
