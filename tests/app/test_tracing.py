@@ -1,0 +1,98 @@
+"""OpenTelemetry spans of one /v1/query, recorded by the SDK's in-memory exporter: the real API
+on uvicorn, the built-in sample in Qdrant Edge, the session's llama.cpp server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed")
+
+from opentelemetry import trace  # noqa: E402
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+from support.servers import serve_in_thread  # noqa: E402
+
+from app import tracing  # noqa: E402
+from app.api import create_app  # noqa: E402
+from app.runtime import Runtime, sample_dir  # noqa: E402
+from app.service import RagService  # noqa: E402
+from core.settings import Settings  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def exporter() -> InMemorySpanExporter:
+    """The process's tracer provider (set once per process), recording into memory; the
+    endpoint setting then keeps it rather than exporting anywhere."""
+    memory = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    return memory
+
+
+@pytest.fixture(scope="module")
+def api_url(exporter: InMemorySpanExporter, make_settings: Any, llm_server: Any, embedder: Any,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from ingest.pipeline import ingest
+    from serving.llamacpp import model_path
+
+    settings: Settings = make_settings(
+        tmp_path_factory.mktemp("otel"), otel={"endpoint": "http://127.0.0.1:9/v1/traces"},
+        llm={"url": llm_server.url, "context_window": llm_server.settings.n_ctx,
+             "tokenizer": str(model_path(llm_server.settings)), "retries": 0,
+             "temperature": 0.0},
+        retrieval={"answer_reserve": 32})
+    runtime = Runtime(settings)
+    runtime._embedder = embedder
+    ingest(settings, [sample_dir()], store=runtime.store, embedder=embedder)
+    with RagService(settings, runtime=runtime) as service, \
+            serve_in_thread(create_app(settings, service)) as url:
+        yield url
+    runtime.close()
+
+
+def by_name(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
+    found = [s for s in spans if s.name == name]
+    assert len(found) == 1, [s.name for s in spans]
+    return found[0]
+
+
+def test_a_query_records_its_stages_under_the_request(api_url: str,
+                                                      exporter: InMemorySpanExporter) -> None:
+    exporter.clear()
+    response = httpx.post(f"{api_url}/v1/query", timeout=120, json={
+        "question": "How long can the lighthouse lamp run on its reserve batteries?",
+        "budget_tokens": 400})
+    assert response.status_code == 200, response.text
+    spans = exporter.get_finished_spans()
+    query = by_name(spans, "rag.query")
+    server = [s for s in spans if s.kind == trace.SpanKind.SERVER]
+    assert [s.name for s in server] == ["POST /v1/query"]
+    assert query.parent is not None and query.parent.span_id == server[0].context.span_id
+    stages = [s for s in spans if s.parent is not None and s.parent.span_id == query.context.span_id]
+    assert [s.name for s in sorted(stages, key=lambda s: s.start_time or 0)] == [
+        "rag.retrieve", "rag.llm", "rag.citations"]
+    ledger = response.json()["ledger"]
+    retrieve = by_name(spans, "rag.retrieve").attributes or {}
+    assert retrieve["rag.tokens_packed"] == ledger["used_tokens"] > 0
+    assert retrieve["rag.passages"] == len(ledger["passages"])
+    llm = by_name(spans, "rag.llm").attributes or {}
+    assert llm["gen_ai.request.model"] == response.json()["model"]
+    assert llm["rag.time_to_first_token_s"] > 0
+    assert llm["gen_ai.usage.prompt_tokens_counted"] == response.json()["usage"][
+        "prompt_tokens_counted"]
+    # What the server reports (llama.cpp's stream may carry no usage: then neither has it).
+    assert llm.get("gen_ai.usage.output_tokens") == response.json()["usage"]["completion_tokens"]
+
+
+def test_tracing_is_off_without_an_endpoint(make_settings: Any, tmp_path: Any) -> None:
+    assert tracing.enable(make_settings(tmp_path)) is False
