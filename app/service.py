@@ -169,7 +169,7 @@ class RagService:
         started = time.perf_counter()
         reply = _Reply()
         for attempt in range(2):
-            with self.runtime.lock, tracing.stage("rag.retrieve", root) as span:
+            with self.runtime.lock, tracing.stage("rag.retrieve", root, current=True) as span:
                 retrieval = self.contexts.build(served, question, options)
                 _trace_retrieval(span, retrieval)
             # Consumers keep the last retrieval event.
@@ -187,7 +187,7 @@ class RagService:
                     raise
                 served = self.model.smaller_window(served, exc.window)
         text = "".join(reply.parts).strip()
-        with tracing.stage("rag.citations", root) as span:
+        with tracing.stage("rag.citations", root, current=True) as span:
             citations, invalid = cite(text, retrieval.packing.passages)
             tracing.annotate(span, rag__citations=len(citations), rag__invalid_citations=len(invalid))
         answer = Answer(question, text, citations, invalid, retrieval,

@@ -3,11 +3,13 @@ spans over OTLP/HTTP. The code that makes spans uses the API alone (`opentelemet
 a no-op without a provider); the SDK and the exporter are the `otel` extra, imported only
 when tracing is switched on.
 
-Spans of a question (parents given explicitly, never attached to the context: an answer is
-a generator that the API may resume on another thread): `rag.query` > `rag.retrieve`
-(budget, tokens packed, candidates, passages), `rag.llm` (model, tokens, cached tokens, time
-to first token) and `rag.citations`. HTTP routes get FastAPI's own server spans, the parent
-of `rag.query`.
+Spans of a question (parents given explicitly: an answer is a generator that the API may
+resume on another thread, so only blocks that do not yield are made current):
+`rag.query` > `rag.retrieve` (budget, tokens packed, candidates, passages; inside it the
+components' `rag.embed` and `rag.search`, core/tracing.py), `rag.llm` (model, tokens,
+cached tokens, time to first token) and `rag.citations`. HTTP routes get FastAPI's own
+server spans, the parent of `rag.query`. `rag ingest` is `rag.ingest` > `rag.parse` per
+file, `rag.embed` and `rag.upsert` per batch.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from core.errors import SettingsError
 from core.settings import Settings
-
-TRACER = "rag"
+from core.tracing import TRACER, attributes
 
 
 def enable(settings: Settings) -> bool:
@@ -55,19 +56,26 @@ def instrument_api(app: Any, settings: Settings) -> None:
         FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
 
 
-def start(name: str, parent: Span | None = None, **attributes: Any) -> Span:
+def start(name: str, parent: Span | None = None, **values: Any) -> Span:
     """A started span: a child of `parent`, else of the current span (the HTTP request's)."""
     context = trace.set_span_in_context(parent) if parent is not None else None
     return trace.get_tracer(TRACER).start_span(name, context=context,
-                                               attributes=_clean(attributes))
+                                               attributes=attributes(values))
 
 
 @contextmanager
-def stage(name: str, parent: Span, **attributes: Any) -> Iterator[Span]:
-    """A child span of `parent` around a block; an exception marks it failed."""
-    span = start(name, parent, **attributes)
+def stage(name: str, parent: Span, current: bool = False, **values: Any) -> Iterator[Span]:
+    """A child span of `parent` around a block; an exception marks it failed. With
+    `current` (only for a block that does not yield) it is the current span meanwhile, so
+    the components' spans inside it (embed, search) are its children."""
+    span = start(name, parent, **values)
     try:
-        yield span
+        if current:
+            with trace.use_span(span, end_on_exit=False, record_exception=False,
+                                set_status_on_exception=False):
+                yield span
+        else:
+            yield span
     except BaseException as exc:
         fail(span, exc)
         raise
@@ -82,11 +90,5 @@ def fail(span: Span, exc: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, str(exc)))
 
 
-def annotate(span: Span, **attributes: Any) -> None:
-    span.set_attributes(_clean(attributes))
-
-
-def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
-    """Keyword names as attribute names (`rag__tokens_packed` → `rag.tokens_packed`); None
-    values left out (OTel refuses them)."""
-    return {k.replace("__", "."): v for k, v in attributes.items() if v is not None}
+def annotate(span: Span, **values: Any) -> None:
+    span.set_attributes(attributes(values))

@@ -4,6 +4,7 @@ on uvicorn, the built-in sample in Qdrant Edge, the session's llama.cpp server."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -60,6 +61,10 @@ def api_url(exporter: InMemorySpanExporter, make_settings: Any, llm_server: Any,
     runtime.close()
 
 
+def children(spans: tuple[ReadableSpan, ...], parent: ReadableSpan) -> list[ReadableSpan]:
+    return [s for s in spans if s.parent is not None and s.parent.span_id == parent.context.span_id]
+
+
 def by_name(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
     found = [s for s in spans if s.name == name]
     assert len(found) == 1, [s.name for s in spans]
@@ -78,11 +83,14 @@ def test_a_query_records_its_stages_under_the_request(api_url: str,
     server = [s for s in spans if s.kind == trace.SpanKind.SERVER]
     assert [s.name for s in server] == ["POST /v1/query"]
     assert query.parent is not None and query.parent.span_id == server[0].context.span_id
-    stages = [s for s in spans if s.parent is not None and s.parent.span_id == query.context.span_id]
+    stages = children(spans, query)
     assert [s.name for s in sorted(stages, key=lambda s: s.start_time or 0)] == [
         "rag.retrieve", "rag.llm", "rag.citations"]
+    retrieving = by_name(spans, "rag.retrieve")
+    inside = {s.name for s in children(spans, retrieving)}
+    assert {"rag.embed", "rag.search"} <= inside
     ledger = response.json()["ledger"]
-    retrieve = by_name(spans, "rag.retrieve").attributes or {}
+    retrieve = retrieving.attributes or {}
     assert retrieve["rag.tokens_packed"] == ledger["used_tokens"] > 0
     assert retrieve["rag.passages"] == len(ledger["passages"])
     llm = by_name(spans, "rag.llm").attributes or {}
@@ -96,3 +104,27 @@ def test_a_query_records_its_stages_under_the_request(api_url: str,
 
 def test_tracing_is_off_without_an_endpoint(make_settings: Any, tmp_path: Any) -> None:
     assert tracing.enable(make_settings(tmp_path)) is False
+
+
+def test_rag_ingest_records_embed_and_upsert_batches_under_one_span(
+        exporter: InMemorySpanExporter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    monkeypatch.setenv("RAG_OTEL__ENDPOINT", "http://127.0.0.1:9/v1/traces")
+    exporter.clear()
+    done = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "data"), "ingest", "-q",
+                                    str(sample_dir())])
+    assert done.exit_code == 0, done.output
+    spans = exporter.get_finished_spans()
+    root = by_name(spans, "rag.ingest")
+    below = children(spans, root)
+    # Parsing runs on the pipeline's read-ahead thread, which does not carry the trace
+    # context: each file's parse is a trace of its own.
+    parsed = [s for s in spans if s.name == "rag.parse"]
+    assert len(parsed) == len(list(sample_dir().iterdir()))
+    assert all((s.attributes or {})["rag.bytes"] > 0 for s in parsed)
+    embedded = sum(int((s.attributes or {})["rag.texts"]) for s in below if s.name == "rag.embed")
+    upserted = sum(int((s.attributes or {})["rag.points"]) for s in below if s.name == "rag.upsert")
+    assert embedded == upserted > 0
