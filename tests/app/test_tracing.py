@@ -3,6 +3,9 @@ on uvicorn, the built-in sample in Qdrant Edge, the session's llama.cpp server."
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from opentelemetry import trace  # noqa: E402
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+from support.ports import free_port  # noqa: E402
 from support.servers import serve_in_thread  # noqa: E402
 
 from app import tracing  # noqa: E402
@@ -25,6 +29,7 @@ from app.service import RagService  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +133,41 @@ def test_rag_ingest_records_embed_and_upsert_batches_under_one_span(
     embedded = sum(int((s.attributes or {})["rag.texts"]) for s in below if s.name == "rag.embed")
     upserted = sum(int((s.attributes or {})["rag.points"]) for s in below if s.name == "rag.upsert")
     assert embedded == upserted > 0
+
+
+def test_an_endpoint_exports_spans_over_otlp_http(tmp_path: Path) -> None:
+    """A fresh process (a tracer provider is set once per process) with the endpoint set
+    exports its spans to it: a loopback HTTP server records the OTLP request."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[tuple[str, str, int]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, self.headers["Content-Type"], len(body)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    code = ("from opentelemetry import trace; from app.tracing import enable; "
+            "from core.settings import load_settings; from core.tracing import span; "
+            f"print(enable(load_settings(data_dir={str(tmp_path)!r}, otel={{'endpoint': "
+            f"{endpoint!r}}}))); "
+            "s = span('rag.parse', rag__bytes=3); s.__enter__(); s.__exit__(None, None, None); "
+            "trace.get_tracer_provider().force_flush()")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, check=True)
+    finally:
+        server.shutdown()
+    assert done.stdout.strip() == "True" and done.stderr == ""
+    assert [(path, kind) for path, kind, _ in received] == [("/v1/traces",
+                                                              "application/x-protobuf")]
+    assert received[0][2] > 0
