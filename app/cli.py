@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from app.mcp_command import register as register_mcp
 from app.terminal import printable, printable_text
 from core.choices import ContextMode, Layout, SearchMode
 from core.errors import RagError, SettingsError
@@ -102,11 +103,15 @@ def ingest(
     inside a folder); 1 some files failed (each is listed with its reason); 2 usage or
     settings error.
     """
+    from app import tracing
     from app.console import IngestProgress, print_ingest_report
+    from core.tracing import span
     from ingest.pipeline import ingest as run_ingest
 
     s = _with_collection(collection)
-    with IngestProgress(err, enabled=not quiet and err.is_terminal) as progress:
+    tracing.enable(s)
+    with IngestProgress(err, enabled=not quiet and err.is_terminal) as progress, \
+            span("rag.ingest", rag__paths=len(paths)):
         report = run_ingest(s, paths, prune=prune, progress=progress)
     print_ingest_report(out, err, report)
     raise typer.Exit(1 if report.failed else 0)
@@ -476,6 +481,9 @@ def run(
         if ui is not None:
             ui.terminate()
             ui.wait(10)
+
+
+register_mcp(app, _with_collection)
 
 
 def _ingest_sample_if_empty(s: Settings) -> None:

@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from opentelemetry.trace import Span
+
+from app import tracing
 from app.citations import Citation, cite
 from app.llm import LLMClient, PromptTooLongError
 from app.pages import DEFAULT_WIDTH, PageImage, page_image, stored_entry
@@ -163,27 +166,45 @@ class RagService:
         question = check_question(question)
         options = replace(options or RetrieveOptions(), history=tuple(history))
         served = self.served(require_server=True)
+        root = tracing.start("rag.query", rag__history_turns=len(history))
+        try:
+            yield from self._stream(served, question, options, root)
+        except BaseException as exc:
+            tracing.fail(root, exc)
+            raise
+        finally:
+            root.end()
+
+    def _stream(self, served: Served, question: str, options: RetrieveOptions,
+                root: Span) -> Iterator[Event]:
         started = time.perf_counter()
         reply = _Reply()
         for attempt in range(2):
-            with self.runtime.lock:
+            with self.runtime.lock, tracing.stage("rag.retrieve", root, current=True) as span:
                 retrieval = self.contexts.build(served, question, options)
+                _trace_retrieval(span, retrieval)
             # Consumers keep the last retrieval event.
             yield Event("retrieval", retrieval=retrieval)
             messages = build_messages(retrieval.packing.context, question, options.history)
             prompt_tokens = self._prompt_tokens(served, messages)
             try:
-                yield from self._generate(served, messages, prompt_tokens, reply, started)
+                with tracing.stage("rag.llm", root, gen_ai__request__model=served.model,
+                                   gen_ai__usage__prompt_tokens_counted=prompt_tokens) as span:
+                    yield from self._generate(served, messages, prompt_tokens, reply, started)
+                    _trace_reply(span, reply)
                 break
             except PromptTooLongError as exc:
                 if attempt or reply.parts or not exc.window or exc.window >= served.context_window:
                     raise
                 served = self.model.smaller_window(served, exc.window)
         text = "".join(reply.parts).strip()
-        citations, invalid = cite(text, retrieval.packing.passages)
-        # The embedder is shared with retrieval: each batch under the lock, the rest outside.
-        sentences = check_answer(text, retrieval.packing.passages,
-                                 self.runtime.locked_embedder().embed)
+        with tracing.stage("rag.citations", root, current=True) as span:
+            citations, invalid = cite(text, retrieval.packing.passages)
+            # The embedder is shared with retrieval: each batch under the lock, the rest outside.
+            sentences = check_answer(text, retrieval.packing.passages,
+                                     self.runtime.locked_embedder().embed)
+            tracing.annotate(span, rag__citations=len(citations), rag__invalid_citations=len(invalid),
+                             rag__unsupported=sum(s.support != "supported" for s in sentences))
         answer = Answer(question, text, citations, invalid, retrieval,
                         _usage(reply.usage, prompt_tokens, started, reply.first), served.model,
                         retrieval.search_query, retrieval.reused, reply.finish, sentences)
@@ -216,6 +237,25 @@ class RagService:
             c.count(m["content"]) for m in messages)
 
 
+
+
+def _trace_retrieval(span: Span, retrieval: Retrieval) -> None:
+    tracing.annotate(span, rag__budget_tokens=retrieval.budget.available,
+                     rag__tokens_packed=retrieval.packing.used_tokens,
+                     rag__passages=len(retrieval.packing.passages),
+                     rag__candidates=retrieval.candidates, rag__mode=retrieval.packing.mode,
+                     rag__search_mode=retrieval.search_mode,
+                     rag__reused_context=retrieval.reused)
+
+
+def _trace_reply(span: Span, reply: _Reply) -> None:
+    usage = reply.usage
+    tracing.annotate(span, gen_ai__usage__input_tokens=usage.get("prompt_tokens"),
+                     gen_ai__usage__output_tokens=usage.get("completion_tokens"),
+                     gen_ai__usage__cached_tokens=(usage.get("prompt_tokens_details") or {})
+                     .get("cached_tokens"),
+                     rag__time_to_first_token_s=reply.first,
+                     gen_ai__response__finish_reason=reply.finish)
 
 
 def _usage(server: dict[str, Any], counted: int, started: float,

@@ -384,6 +384,15 @@ class APISettings(_Section):
         return self
 
 
+class OTelSettings(BaseModel):
+    """OpenTelemetry traces (app/tracing.py): off unless an endpoint is set."""
+
+    endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces; "
+                          "unset: no spans are exported.")
+    service_name: str = Field("rag", min_length=1, description="service.name of the spans.")
+
+
 class Settings(BaseSettings):
     """Every setting of the application. Env: RAG_<FIELD> or RAG_<SECTION>__<FIELD>."""
 
@@ -408,6 +417,7 @@ class Settings(BaseSettings):
     cpu_server: CPUServerSettings = Field(default_factory=CPUServerSettings)
     vllm: VLLMSettings = Field(default_factory=VLLMSettings)
     api: APISettings = Field(default_factory=APISettings)
+    otel: OTelSettings = Field(default_factory=OTelSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import SettingsError
 from core.settings import SHIPPED, EmbeddingSettings
+from core.tracing import span
 
 if TYPE_CHECKING:
     import numpy as np
@@ -135,6 +136,10 @@ class WindowedEmbedder:
         """One normalised vector per text. Texts longer than the model reads are embedded
         window by window and the windows' vectors averaged (weighted by length), so the
         end of a long chunk is not silently dropped (long_text=window, the default)."""
+        with span("rag.embed", rag__texts=len(texts)):
+            return self._embed(texts)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
         import numpy as np
 
         if self.long_text == "truncate":

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
+from app import tracing
 from app.api import errors, routes_documents, routes_health, routes_openai, routes_pages, routes_query
 from app.api.deps import ApiState
 from app.api.jobs import JobManager
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
                            allow_headers=["Authorization", "Content-Type"],
                            expose_headers=["Location"])
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    tracing.instrument_api(app, settings)
     return app
 
 

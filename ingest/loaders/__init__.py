@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.errors import LoadError
+from core.tracing import span
 from ingest.loaders.base import Attachment, LoadedDocument, LoadOptions, Section, clean, decode_text
 from ingest.loaders.epub import load_epub
 from ingest.loaders.html import load_html
@@ -115,7 +116,8 @@ def load(path: Path, data: bytes, options: LoadOptions | None = None) -> LoadedD
         raise LoadError(f"unsupported file type '{path.suffix or path.name}'")
     if not data:
         raise LoadError("empty file")
-    doc = found.read(path, data, options or LoadOptions())
+    with span("rag.parse", rag__file_type=found.type, rag__bytes=len(data)):
+        doc = found.read(path, data, options or LoadOptions())
     doc.sections = [s for s in (replace(s, text=clean(s.text)) for s in doc.sections) if s.text]
     if not doc.sections and not doc.scans:
         # Pages waiting for OCR (doc.scans) may still bring text: ingest/ocr.py decides.

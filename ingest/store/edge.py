@@ -11,6 +11,7 @@ from typing import Any
 
 from core.choices import SearchMode
 from core.errors import StoreError, StoreLockedError
+from core.tracing import span
 from ingest.store.base import (
     DENSE,
     INTEGER_FIELDS,
@@ -115,6 +116,10 @@ class EdgeStore:
         return to_filter(where, self.conditions)
 
     def upsert(self, points: list[PointIn]) -> None:
+        with span("rag.upsert", rag__points=len(points)):
+            self._upsert(points)
+
+    def _upsert(self, points: list[PointIn]) -> None:
         self.generation += 1
         q = self.q
         if not points:
@@ -140,6 +145,12 @@ class EdgeStore:
 
     def query(self, *, dense: list[float] | None, sparse: Sparse | None, mode: SearchMode,
               where: Where, limit: int, rrf_k: int = 60) -> list[PointOut]:
+        with span("rag.search", rag__mode=str(mode), rag__limit=limit):
+            return self._query(dense=dense, sparse=sparse, mode=mode, where=where, limit=limit,
+                               rrf_k=rrf_k)
+
+    def _query(self, *, dense: list[float] | None, sparse: Sparse | None, mode: SearchMode,
+               where: Where, limit: int, rrf_k: int = 60) -> list[PointOut]:
         if self.shard is None:
             return []
         search = search_for(dense, sparse, mode)

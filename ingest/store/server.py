@@ -8,6 +8,7 @@ from typing import Any
 
 from core.choices import SearchMode
 from core.errors import StoreError
+from core.tracing import span
 from ingest.store.base import (
     DENSE,
     INTEGER_FIELDS,
@@ -109,6 +110,10 @@ class ServerStore:
         return to_filter(where, self.conditions)
 
     def upsert(self, points: list[PointIn]) -> None:
+        with span("rag.upsert", rag__points=len(points)):
+            self._upsert(points)
+
+    def _upsert(self, points: list[PointIn]) -> None:
         self.generation += 1
         m = self.m
         if not points:
@@ -135,6 +140,12 @@ class ServerStore:
 
     def query(self, *, dense: list[float] | None, sparse: Sparse | None, mode: SearchMode,
               where: Where, limit: int, rrf_k: int = 60) -> list[PointOut]:
+        with span("rag.search", rag__mode=str(mode), rag__limit=limit):
+            return self._query(dense=dense, sparse=sparse, mode=mode, where=where, limit=limit,
+                               rrf_k=rrf_k)
+
+    def _query(self, *, dense: list[float] | None, sparse: Sparse | None, mode: SearchMode,
+               where: Where, limit: int, rrf_k: int = 60) -> list[PointOut]:
         m = self.m
         search = search_for(dense, sparse, mode)
         if search is None or not self.exists():
