@@ -10,6 +10,7 @@ before the server listens, so a server that answers is ready.
 from __future__ import annotations
 
 import argparse
+from typing import cast
 
 import uvicorn
 from fastapi import Response
@@ -22,8 +23,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m serving.llamacpp_server")
     add_args_from_model(parser, Settings)
     args = parser.parse_args(argv)
-    server = parse_model_from_args(ServerSettings, args)
-    app = create_app(server_settings=server, model_settings=[parse_model_from_args(ModelSettings, args)])
+    # Typed upstream as returning the class it is given; it returns an instance of it.
+    server = cast(ServerSettings, parse_model_from_args(ServerSettings, args))
+    model = cast(ModelSettings, parse_model_from_args(ModelSettings, args))
+    app = create_app(server_settings=server, model_settings=[model])
 
     @app.get("/health", include_in_schema=False)
     def health() -> Response:
