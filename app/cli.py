@@ -478,6 +478,11 @@ def _ingest_sample_if_empty(s: Settings) -> None:
             out.print(f"{rt.document_count()} documents in collection '{s.store.collection}'.")
 
 
+from app import cli_eval  # noqa: E402 - its command uses this module's helpers
+
+cli_eval.register(app)
+
+
 def main() -> None:
     try:
         app()
