@@ -111,6 +111,10 @@ class Evaluation:
             measurements += self.measure(self._retriever(self.settings, self.store),
                                          probes.passages, len(probes.needles), options, modes)
             temp_name = temp.name
+        over = [b for b in options.budgets if b > self.served.context_window]
+        if options.answers and over:
+            self.notes.append(f"budgets over the model's {self.served.context_window:,}-token "
+                              f"window ({', '.join(map(str, over))}) were not answered")
         return EvalRun(
             id=datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
