@@ -149,7 +149,7 @@ def print_part(name: str, part: dict[str, Any], budgets: tuple[int, ...],
     layouts = sorted({c["layout"] for c in part["cells"]})
     by = {(c["budget"], c["layout"]): c for c in part["cells"]}
     rows = [[layout, *[f"{by[(b, layout)]['recall']:.2f}" for b in budgets]] for layout in layouts]
-    print(f"\n{name}: rag eval recall by budget (eval {part['eval_s']:.1f}s, "
+    print(f"\n{name}: rag eval recall by budget, its own probes (eval {part['eval_s']:.1f}s, "
           f"benchmark {part['bench_s']:.1f}s)")
     print(table(["layout", *[short_tokens(b) for b in budgets]], rows))
     failures = []
@@ -160,7 +160,9 @@ def print_part(name: str, part: dict[str, Any], budgets: tuple[int, ...],
         failures += [] if ok else [f"{name} {short_tokens(b)}"]
         agree_rows.append([short_tokens(b), f"{mine:.3f}", f"{theirs:.3f}",
                            f"{mine - theirs:+.3f}", "yes" if ok else "NO"])
-    print(f"agreement ({agree_key} vs the benchmark's recall, within {AGREE}):")
+    what = ("the benchmark's questions measured by rag eval" if agree_key == "eval_same_questions"
+            else "rag eval's needles")
+    print(f"agreement ({what} vs the benchmark's recall, within {AGREE}):")
     print(table(["budget", "rag eval", "benchmark", "diff", "agree"], agree_rows))
     return failures
 
@@ -194,8 +196,7 @@ def main() -> None:
     if "squad" in parts:
         log("SQuAD: bench/squad_recall.py, then rag eval on its paragraphs ...")
         results["squad"] = squad_part(args, args.work, budgets)
-        failures += print_part("SQuAD (the benchmark's questions)", results["squad"], budgets,
-                               "eval_same_questions")
+        failures += print_part("SQuAD", results["squad"], budgets, "eval_same_questions")
         own = results["squad"]["eval_recall"]
         print("SQuAD, rag eval's own passage probes (masked sentences), document layout: "
               + ", ".join(f"{short_tokens(b)} {own[b]:.2f}" for b in budgets))
