@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.deps import StateDep
 from app.api.errors import ApiError
@@ -29,7 +29,7 @@ class EvalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     probes: int = Field(10, ge=1, le=MAX_PROBES, description="Probes of each kind.")
-    budgets: list[Annotated[int, Field(ge=1)]] = Field(
+    budgets: list[Annotated[int, Field(ge=1, le=1_048_576)]] = Field(
         list(DEFAULT_BUDGETS), min_length=1, max_length=16, description="Requested budgets.")
     layouts: list[Layout] = Field(list(Layout), min_length=1)
     modes: list[SearchMode] = Field([], description="Search modes; none: the configured one.")
@@ -37,6 +37,14 @@ class EvalRequest(BaseModel):
     answers: bool = Field(False, description="Also ask the served model at each cell.")
     no_llm: bool = Field(False, description="Passage probes masked, not written by the model.")
     seed: int = 0
+
+    @field_validator("probes", "seed", "budgets", mode="before")
+    @classmethod
+    def _no_booleans(cls, v: Any) -> Any:
+        """JSON true is no number (pydantic would read it as 1)."""
+        if isinstance(v, bool) or (isinstance(v, list) and any(isinstance(x, bool) for x in v)):
+            raise ValueError("must be an integer, not true or false")
+        return v
 
     def options(self) -> EvalOptions:
         return EvalOptions(probes=self.probes, budgets=tuple(sorted(set(self.budgets))),
