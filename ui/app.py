@@ -27,6 +27,7 @@ if "_ui_settings" not in st.session_state:
 pages = st.navigation([
     st.Page("pages/chat.py", title="Chat", icon=":material/chat:", default=True),
     st.Page("pages/documents.py", title="Documents", icon=":material/description:"),
+    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/monitoring:"),
 ])
 if "_api" not in st.session_state:  # one client (and connection pool) per browser session
     st.session_state["_api"] = ApiClient.from_settings(st.session_state["_ui_settings"])

@@ -144,6 +144,16 @@ class ApiClient:
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
 
+    def start_eval(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Starts an evaluation of the collection; returns its job."""
+        return dict(self._json("POST", "/v1/eval", json=body)["job"])
+
+    def eval_job(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/eval/{job_id}")
+
+    def eval_runs(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/v1/eval").get("data", []))
+
     # -- plumbing -----------------------------------------------------------------------------
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

@@ -23,6 +23,7 @@ from app.api.deps import ApiState
 from app.api.jobs import JobManager
 from app.api.metrics import Metrics, MetricsMiddleware
 from app.api.middleware import AuthMiddleware, BodyLimitMiddleware
+from app.api.routes_eval import router as eval_router
 from app.service import RagService
 from core.settings import Settings, load_settings
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
     errors.install(app)
     for module in (routes_query, routes_openai, routes_documents, routes_pages, routes_health):
         app.include_router(module.router)
+    app.include_router(eval_router)
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
 
     # Outermost last: metrics see every response, including 401 and 413.

@@ -115,3 +115,24 @@ def test_ask_open_citation_and_upload_in_a_browser(ui_url: str, browser: object,
     expect(page.locator("table")).to_contain_text("ferry-notes.md", timeout=120_000)
     expect(page.get_by_text("ferry-notes.md: new")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "ui-documents.png"))
+
+
+def test_evaluation_page_in_a_browser(ui_url: str, browser: object) -> None:
+    """Run an evaluation from the Evaluation page; its recommendation, chart and table show
+    (screenshot: ui-eval.png)."""
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})  # type: ignore[attr-defined]
+    page.goto(ui_url)
+    expect(page.get_by_role("heading", name="Ask your documents")).to_be_visible(timeout=60_000)
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_role("link", name="Evaluation").click()
+    expect(page.get_by_role("heading", name="Evaluation", exact=True)).to_be_visible()
+    probes = page.get_by_label("Probes of each kind (needles, passages)")
+    probes.fill("2")  # (Enter would submit the form already)
+    page.get_by_role("button", name="Run the evaluation").click()
+    expect(page.get_by_text("Recommended: budget")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Earlier runs")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "ui-eval.png"))
