@@ -78,6 +78,12 @@ class EmbeddingSettings(BaseModel):
         "window",
         description="Chunks longer than the model reads (MiniLM: 256 word pieces): 'window' "
         "embeds overlapping windows and averages them; 'truncate' drops the rest.")
+    cache_mb: float = Field(
+        256.0, ge=0,
+        description="Size bound of the embedding cache (data_dir/embeddings/vectors.sqlite): vectors "
+        "kept by chunk text and embedder signature, so an edited document re-embeds only its "
+        "changed chunks and a copied file nothing; past the bound the least recently used are "
+        "dropped. 256 MB holds ~150,000 MiniLM vectors; 0 turns the cache off.")
 
 
 class ChunkingSettings(BaseModel):
