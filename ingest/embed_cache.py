@@ -58,14 +58,24 @@ class CachedEmbedder:
         pieces = (f"{getattr(embedder, 'max_pieces', '')}/"
                   f"{getattr(embedder, 'window_overlap', '')}")
         self.key_prefix = f"{signature}|long={long_text}|pieces={pieces}|pool=mean|"
-        self.dim = int(embedder.dim)
-        row = 4 * self.dim + _ROW_OVERHEAD
-        self.capacity = int(max_mb * 2**20) // row if signature else 0
+        self.max_bytes = int(max_mb * 2**20) if signature else 0
+        self._capacity: int | None = None
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+    @property
+    def dim(self) -> int:
+        return int(self.inner.dim)
+
+    @property
+    def capacity(self) -> int:
+        """Most vectors kept (0: the cache is off)."""
+        if self._capacity is None:
+            self._capacity = self.max_bytes and self.max_bytes // (4 * self.dim + _ROW_OVERHEAD)
+        return self._capacity
 
     @property
     def signature(self) -> Any:
@@ -93,7 +103,7 @@ class CachedEmbedder:
         except sqlite3.DatabaseError as exc:  # a damaged or foreign file: go on without it
             log.warning("embedding cache %s is unusable (%s): embedding without it", self.path, exc)
             self.close()
-            self.capacity = 0
+            self._capacity = 0
             return self.embed(texts)
         hits = sum(1 for k in keys if k in found)
         self.hits += hits
