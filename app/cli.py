@@ -206,7 +206,6 @@ def retrieve(
     show_text: Annotated[bool, typer.Option("--text", help="Print the passages' text.")] = False,
 ) -> None:
     """Find and pack the passages a question needs, with the budget ledger."""
-    from app.console import print_retrieval
     from app.runtime import Runtime
 
     options = _options(budget, layout, mode, context, filters)
@@ -216,6 +215,8 @@ def retrieve(
     if as_json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return
+    from app.console import print_retrieval  # not before: it imports the ingest pipeline
+
     print_retrieval(out, result, show_text)
 
 

@@ -100,11 +100,12 @@ def print_ingest_report(out: Console, err: Console, report: IngestReport) -> Non
                       f"({report.ocr_cached:,} from the cache)")
     table.add_row("seconds", f"{report.seconds:.1f}")
     out.print(table)
-    if report.embedded == 0:
+    if report.embedded == report.cached == 0:
         out.print("Nothing was embedded: every file is unchanged." if not report.failed
                   else "Nothing was embedded.")
     else:
-        out.print(f"Embedded {report.embedded:,} chunks.")
+        out.print(f"Embedded {report.embedded:,} chunks; {report.cached:,} came from the "
+                  "embedding cache.")
 
 
 def print_retrieval(out: Console, result: Any, show_text: bool) -> None:

@@ -2,7 +2,8 @@
 this machine's peak, agreement with torch fp32 (the quality gate), and query embedding p50.
 
 Rows: torch fp32 (sentence-transformers, the baseline), onnx fp32 and onnx int8 (this
-project's export, onnxruntime without torch). Chunk texts are made from --data by our own
+project's export, onnxruntime without torch), openvino fp32 and int8 (the same export run by
+OpenVINO, when the openvino extra is installed). Chunk texts are made from --data by our own
 loaders and chunker (bench/ingest.py's chunk_texts), the first --chunks of them. Each backend
 is loaded and warmed up before timing; runs are interleaved over --repeat.
 
@@ -34,7 +35,9 @@ sys.path.append(str(HERE))
 
 BACKENDS = {"torch-fp32": {"backend": "torch"},
             "onnx-fp32": {"backend": "onnx", "onnx_int8": False},
-            "onnx-int8": {"backend": "onnx", "onnx_int8": True}}
+            "onnx-int8": {"backend": "onnx", "onnx_int8": True},
+            "openvino-fp32": {"backend": "openvino", "onnx_int8": False},
+            "openvino-int8": {"backend": "openvino", "onnx_int8": True}}
 HIDDEN, FFN, LAYERS = 384, 1536, 6
 QUERIES = ["What did the committee decide about the budget?", "How is the table laid out?",
            "Who wrote the paper on document layout?", "When was the handbook published?",

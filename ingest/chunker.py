@@ -22,9 +22,12 @@ import hashlib
 import re
 from bisect import bisect_left
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from ingest.loaders import Section
 from ingest.tokenizer import TokenCounter
+
+if TYPE_CHECKING:  # the loaders are not needed to chunk, and the query path imports this
+    from ingest.loaders import Section
 
 # The separator every rendered passage ends with (retrieval/packer.py); `end_tokens` below
 # is the count of a core followed by it, which differs from the sum when BPE merges them.

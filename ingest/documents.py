@@ -8,7 +8,6 @@ from typing import Any
 
 from core.errors import NotFoundError
 from ingest.payload import manifest
-from ingest.pipeline import document_id_for
 from ingest.store import Store, Where
 
 
@@ -45,6 +44,9 @@ def resolve_document(store: Store, id_or_path: str) -> DocumentInfo:
     by_id = {d.document_id: d for d in docs}
     if id_or_path in by_id:
         return by_id[id_or_path]
+    # Here, not at the top: the query path (app.runtime) would import the whole pipeline.
+    from ingest.pipeline import document_id_for
+
     path_id = document_id_for(Path(id_or_path))
     if path_id in by_id:
         return by_id[path_id]

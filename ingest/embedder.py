@@ -46,18 +46,32 @@ def onnx_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
+def openvino_available() -> bool:
+    return onnx_available() and importlib.util.find_spec("openvino") is not None
+
+
 def backend_label(settings: EmbeddingSettings) -> str:
     """The backend and precision that will make the vectors (what a store records)."""
-    if settings.backend == "onnx" and onnx_available():
-        return "onnx-int8" if settings.onnx_int8 else "onnx-fp32"
+    precision = "int8" if settings.onnx_int8 else "fp32"
+    if settings.backend == "openvino" and openvino_available():
+        return f"openvino-{precision}"
+    if settings.backend in ("onnx", "openvino") and onnx_available():
+        return f"onnx-{precision}"
     return TORCH
 
 
 def Embedder(settings: EmbeddingSettings) -> WindowedEmbedder:  # noqa: N802 (was the class)
-    """The embedder `settings.embedding.backend` names; onnx falls back to torch, saying
-    so in one line, when onnxruntime is not installed."""
+    """The embedder `settings.embedding.backend` names. A backend that is not installed
+    falls back (openvino to onnx, onnx to torch), saying so and what to install in one line."""
     path = model_path(settings)
-    if settings.backend == "onnx":
+    if settings.backend == "openvino":
+        if openvino_available():
+            from ingest.openvino_embedder import OpenVinoEmbedder
+
+            return OpenVinoEmbedder(settings, path)
+        log.warning("embedding.backend=openvino needs openvino (pip install "
+                    "'rag-long-context[openvino]'): embedding with onnx instead")
+    if settings.backend in ("onnx", "openvino"):
         if onnx_available():
             from ingest.onnx_embedder import OnnxEmbedder
 

@@ -208,13 +208,28 @@ class OnnxEmbedder(WindowedEmbedder):
     """onnxruntime + the `tokenizers` library + numpy pooling: no torch on this path once
     the export exists."""
 
+    backend = "onnx"
+
     def __init__(self, settings: EmbeddingSettings, path: Path):
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         folder = export(path, cache_root(settings))
         super().__init__(settings, path, max_seq_length(path))
         self.precision = "int8" if settings.onnx_int8 else "fp32"
+        self.inputs = self._load(folder, settings)
+        self.pieces = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.pieces.no_truncation()
+        self.pieces.no_padding()
+        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_pieces + 2)
+        self.dim = self._width() or int(self._encode(["a"]).shape[1])
+        self.signature = f"{self.backend}-{self.precision}/{folder.name[:12]}"
+
+    def _load(self, folder: Path, settings: EmbeddingSettings) -> list[str]:
+        """Opens the export in `folder` for inference; the names of the inputs it takes."""
+        import onnxruntime as ort
+
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = settings.threads  # 0: one per core
         opts.inter_op_num_threads = 1  # one sequential graph: the cores go to each matmul
@@ -226,16 +241,16 @@ class OnnxEmbedder(WindowedEmbedder):
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(folder / (INT8 if settings.onnx_int8 else FP32)),
                                             opts, providers=["CPUExecutionProvider"])
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        self.pieces = Tokenizer.from_file(str(path / "tokenizer.json"))
-        self.pieces.no_truncation()
-        self.pieces.no_padding()
-        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(self.max_pieces + 2)
+        return [i.name for i in self.session.get_inputs()]
+
+    def _width(self) -> int:
+        """The vector's width as the graph declares it; 0 when it is dynamic."""
         width = self.session.get_outputs()[0].shape[-1]
-        self.dim = int(width) if isinstance(width, int) else int(self._encode(["a"]).shape[1])
-        self.signature = f"onnx-{self.precision}/{folder.name[:12]}"
+        return int(width) if isinstance(width, int) else 0
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The last hidden state for one batch of inputs."""
+        return self.session.run(None, feed)[0]
 
     def _offsets(self, text: str) -> list[tuple[int, int]]:
         return self.pieces.encode(text, add_special_tokens=False).offsets
@@ -267,7 +282,7 @@ class OnnxEmbedder(WindowedEmbedder):
             mask[row, :n] = 1
             types[row, :n] = e.type_ids
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        hidden = self.session.run(None, {k: feed[k] for k in self.inputs})[0]
+        hidden = self._infer({k: feed[k] for k in self.inputs})
         weights = mask[:, :, None].astype(np.float32)
         mean = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return mean / np.clip(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12, None)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from core.errors import LoadError, RagError
 from core.settings import Settings
 from ingest.chunker import Chunk, Chunker
+from ingest.embed_cache import CachedEmbedder, cached
 from ingest.embedder import backend_label
 from ingest.loaders import Attachment, LoadedDocument, LoadOptions, file_type, load
 from ingest.ocr import OcrReader
@@ -65,7 +66,8 @@ class FileResult:
 @dataclass
 class IngestReport:
     results: list[FileResult] = field(default_factory=list)
-    embedded: int = 0
+    embedded: int = 0  # chunks the model embedded
+    cached: int = 0  # chunks whose vectors came from the embedding cache
     seconds: float = 0.0
 
     def count(self, status: Status) -> int:
@@ -115,6 +117,9 @@ class Progress:
 
     def embedded(self, chunks: int) -> None: ...
 
+    def cached(self, chunks: int) -> None:
+        """Of the chunks just reported embedded, `chunks` came from the embedding cache."""
+
     def found(self, documents: int) -> None:
         """`documents` more to report than files given: attachments, a mailbox's messages."""
 
@@ -142,7 +147,8 @@ class Ingestor:
                  counter: TokenCounter | None = None):
         self.settings = settings
         self.store = store
-        self._embedder = embedder
+        self._embedder: CachedEmbedder | None = (
+            None if embedder is None else cached(embedder, settings))
         self.counter = counter or load_tokenizer(settings.tokenizer.path)
         self.chunker = Chunker(self.counter, settings.chunking.size, settings.chunking.overlap)
         self.load_options = LoadOptions(max_sheet_rows=settings.ingest.max_sheet_rows,
@@ -152,11 +158,11 @@ class Ingestor:
         self._collection_ready = False
 
     @property
-    def embedder(self) -> Any:
+    def embedder(self) -> CachedEmbedder:
         if self._embedder is None:
             from ingest.embedder import Embedder
 
-            self._embedder = Embedder(self.settings.embedding)
+            self._embedder = cached(Embedder(self.settings.embedding), self.settings)
         return self._embedder
 
     def signature(self, type_: str | None = None) -> str:
@@ -206,6 +212,7 @@ class Ingestor:
         seen: set[str] = set()
         batch = self.settings.embedding.batch_size
         cache: dict[str, tuple[list[float], Any]] = {}
+        hits_before = 0 if self._embedder is None else self._embedder.hits
 
         feed = _Background(lambda path, explicit, known: self._prepare(
             path, explicit, known, progress), files, live)
@@ -244,6 +251,10 @@ class Ingestor:
         if report.embedded or report.count("removed"):
             self.store.optimize()
         self.ocr.close()
+        if self._embedder is not None:
+            report.cached = self._embedder.hits - hits_before
+            report.embedded -= report.cached
+            self._embedder.close()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -372,6 +383,7 @@ class Ingestor:
             # Only now: an all-unchanged run never loads the embedding model.
             self.store.ensure_collection(self.embedder.dim)
             self._collection_ready = True
+        hits = self.embedder.hits
         if todo:
             vectors = self.embedder.embed([text for _, text in todo])
             for (key, text), vec in zip(todo, vectors, strict=True):
@@ -383,6 +395,7 @@ class Ingestor:
                                   dense, sparse, self._payload(prep, chunk)))
         self.store.upsert(points)
         progress.embedded(len(todo))
+        progress.cached(self.embedder.hits - hits)
         if len(cache) > 50_000:
             cache.clear()
         return len(todo)

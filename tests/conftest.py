@@ -7,11 +7,13 @@ Nothing here is mocked: stores are real embedded Qdrant Edge shards under tmp_pa
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.network import loopback_only
 from support.ports import free_port
 
 from core.settings import Settings, load_settings
@@ -31,6 +33,21 @@ def _hermetic_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         if Path("rag.yaml").is_file():
             mp.chdir(tmp_path_factory.mktemp("cwd"))
         yield
+
+
+_REAL_CONNECT = socket.socket.connect, socket.socket.connect_ex
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Sockets of this process connect to loopback only, from collection on (an import that
+    reached out would be caught too): anything else raises NetworkRefused naming the address.
+    Processes a test starts (servers, the `rag` command) are not covered."""
+    socket.socket.connect = loopback_only(_REAL_CONNECT[0])  # type: ignore[method-assign]
+    socket.socket.connect_ex = loopback_only(_REAL_CONNECT[1])  # type: ignore[method-assign]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    socket.socket.connect, socket.socket.connect_ex = _REAL_CONNECT  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")

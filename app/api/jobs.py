@@ -42,6 +42,7 @@ class Job:
     files_total: int = 0
     files_done: int = 0
     chunks_embedded: int = 0
+    chunks_cached: int = 0  # of chunks_embedded, those whose vectors came from the cache
     results: list[FileResult] = field(default_factory=list)
     error: str | None = None
     created_at: float = field(default_factory=time.time)
@@ -52,6 +53,7 @@ class Job:
         return {
             "id": self.id, "status": self.status, "files_total": self.files_total,
             "files_done": self.files_done, "chunks_embedded": self.chunks_embedded,
+            "chunks_cached": self.chunks_cached,
             "results": [{"path": r.path, "status": r.status, "reason": r.reason,
                          "document_id": r.document_id, "chunks": r.chunks, "notes": r.notes}
                         for r in list(self.results)],
@@ -83,6 +85,9 @@ class _JobProgress(Progress):
         if time.monotonic() - self._last > 0.5:
             self._last = time.monotonic()
             self.saved(self.job)
+
+    def cached(self, chunks: int) -> None:
+        self.job.chunks_cached += chunks
 
 
 class JobManager:

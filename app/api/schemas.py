@@ -233,6 +233,8 @@ class JobOut(BaseModel):
     files_total: int
     files_done: int
     chunks_embedded: int
+    chunks_cached: int = Field(0, description="Of chunks_embedded, those whose vectors came from "
+                               "the embedding cache (text seen before: nothing computed).")
     results: list[FileResultOut]
     error: str | None = None
     created_at: float

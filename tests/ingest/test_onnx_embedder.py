@@ -180,3 +180,36 @@ def test_missing_onnxruntime_falls_back_to_torch_in_one_line(
     assert len(lines) == 1 and "\n" not in lines[0]
     assert "pip install 'rag-long-context[onnx]'" in lines[0]
     assert module.backend_label(load_settings().embedding) == "torch-fp32"
+
+
+def test_missing_openvino_falls_back_to_onnx_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from ingest import embedder as module
+
+    settings = load_settings(embedding={"backend": "openvino"}).embedding
+    monkeypatch.setitem(sys.modules, "openvino", None)  # how Python marks a module unimportable
+    with caplog.at_level(logging.WARNING, logger="ingest.embedder"):
+        chosen = module.Embedder(settings)
+    assert type(chosen) is OnnxEmbedder and chosen.signature.startswith("onnx-int8/")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert "pip install 'rag-long-context[openvino]'" in lines[0]
+    assert module.backend_label(settings) == "onnx-int8"
+
+
+@pytest.mark.slow
+def test_openvino_int8_agrees_with_torch_fp32(torch_embedder: TorchEmbedder) -> None:
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    from ingest.embedder import Embedder, backend_label
+    from ingest.openvino_embedder import OpenVinoEmbedder
+
+    settings = load_settings(embedding={"backend": "openvino"}).embedding
+    ov = Embedder(settings)
+    assert isinstance(ov, OpenVinoEmbedder) and ov.dim == 384
+    assert ov.signature.startswith("openvino-int8/") and backend_label(settings) == "openvino-int8"
+    texts = sentences(60) + chunks(30)
+    ours = ov.embed(texts)
+    cosine = (ours * torch_embedder.embed(texts)).sum(axis=1)
+    assert cosine.mean() >= 0.99 and cosine.min() >= 0.95, (cosine.mean(), cosine.min())
+    # A vector does not depend on its batch (to the last bits: OpenVINO splits sums by thread).
+    assert np.allclose(ov.embed(texts[:3]), ours[:3], atol=1e-6)
