@@ -29,6 +29,7 @@ class Section:
     page: int | None = None
     label: str | None = None  # how citations name the page (`sheet Q3`), when not "page N"
     ocr: bool = False  # read by OCR from an image of the page
+    more: bool = False  # the text goes on in the next Section (a long text read in pieces)
 
 
 @dataclass(frozen=True)
