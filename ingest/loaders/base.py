@@ -125,7 +125,7 @@ def _eight_bit_encoding(head: bytes) -> str:
         return "utf-8-sig"
     except UnicodeDecodeError as exc:
         # A character cut by the end of the head is still UTF-8.
-        if len(head) == TEXT_HEAD and exc.start >= len(head) - 3 and "end" in exc.reason:
+        if exc.reason == "unexpected end of data":
             return "utf-8-sig"
     from charset_normalizer import from_bytes
 
@@ -141,9 +141,11 @@ def decode_text(data: bytes) -> str:
     return data.decode(text_encoding(data[:TEXT_HEAD]), errors="replace")
 
 
-def read_text(file: BinaryIO, block: int = TEXT_HEAD) -> Iterator[str]:
+def read_text(file: BinaryIO, block: int | None = None) -> Iterator[str]:
     """A text file's text, decoded as `decode_text` does and cleaned as `clean` does, in
-    pieces of about `block` bytes. The encoding is told (binary refused) before this returns."""
+    pieces of about `block` bytes (TEXT_HEAD). The encoding is told (binary refused) before
+    this returns."""
+    block = block or TEXT_HEAD
     head = file.read(block)
     decoder = codecs.getincrementaldecoder(text_encoding(head[:TEXT_HEAD]))(errors="replace")
 
@@ -171,7 +173,7 @@ def _clean_inside(text: str) -> str:
     return _BLANKS.sub("\n\n", _TRAILING.sub("\n", text))
 
 
-def clean_pieces(pieces: Iterable[str], most: int = 4 * TEXT_HEAD) -> Iterator[str]:
+def clean_pieces(pieces: Iterable[str], most: int = 4 << 20) -> Iterator[str]:
     """`clean` of the text the pieces join to, as pieces cut where no pattern of `clean`
     spans the cut (a run of white space longer than `most` characters is cut anyway)."""
     carry = ""
