@@ -384,8 +384,10 @@ def profile_pipeline(settings: Any, files: list[Path], embedder: Any, data_dir: 
 
     timers = Timers()
     run_settings = settings.model_copy(update={"data_dir": data_dir})
-    real_load = pipeline.load
+    real_load, real_load_path = pipeline.load, pipeline.load_path
     pipeline.load = timers.wrap("parse (loaders)", real_load)
+    # A text file is read as it is chunked: its reading counts under "chunk (cores)".
+    pipeline.load_path = timers.wrap("parse (loaders)", real_load_path)
     try:
         started = time.perf_counter()
         store = timers.wrap("open store (lock, load shard)", open_store)(run_settings)
@@ -398,8 +400,8 @@ def profile_pipeline(settings: Any, files: list[Path], embedder: Any, data_dir: 
         timed_embedder = _Proxy(embedder, timers, {"embed": "embed (model)"})
         ing = pipeline.Ingestor(run_settings, store, timed_embedder, counter)  # type: ignore[arg-type]
         ing.sparse = _Proxy(ing.sparse, timers, {"document": "BM25 sparse vectors"})
-        ing.chunker.split = timers.wrap("chunk (split)", ing.chunker.split)  # type: ignore[method-assign]
-        ing._prepare = timers.wrap("prepare (whole)", ing._prepare)  # type: ignore[method-assign]
+        ing.chunker._cores = timers.wrap("chunk (cores)", ing.chunker._cores)  # type: ignore[method-assign]
+        ing._prepare = timers.wrap("prepare (hash, load)", ing._prepare)  # type: ignore[method-assign]
         ing._payload = timers.wrap("payloads + point ids", ing._payload)  # type: ignore[method-assign]
         real_point_id = pipeline.point_id
         pipeline.point_id = timers.wrap("payloads + point ids", real_point_id)
@@ -439,11 +441,10 @@ def profile_pipeline(settings: Any, files: list[Path], embedder: Any, data_dir: 
             pipeline._Background = real_background  # type: ignore[misc]
         wall = time.perf_counter() - started
     finally:
-        pipeline.load = real_load
+        pipeline.load, pipeline.load_path = real_load, real_load_path
     s = timers.seconds
-    s["chunk: the rest"] = s.get("chunk (split)", 0.0) - s.get("chunk: tokenizer calls", 0.0)
-    s["read + hash file"] = (s.get("prepare (whole)", 0.0) - s.get("parse (loaders)", 0.0)
-                             - s.get("chunk (split)", 0.0))
+    s["chunk: the rest"] = s.get("chunk (cores)", 0.0) - s.get("chunk: tokenizer calls", 0.0)
+    s["read + hash file"] = s.get("prepare (hash, load)", 0.0) - s.get("parse (loaders)", 0.0)
     return {"seconds": {name: s.get(name, 0.0) for name, _ in STAGES}, "wall": wall,
             "chunks": report.chunks}
 
@@ -478,7 +479,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="bench/ingest.py", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True,
+    ap.add_argument("--data", type=Path, default=None,
                     help="folder of documents to ingest (read only), e.g. ../shared/data/docs")
     ap.add_argument("--repeat", type=int, default=3,
                     help="timed runs per row; the table shows the median (default: %(default)s)")
@@ -507,17 +508,71 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "PDF of PAGES pages it builds (see edited_pdf_rows); --data is not read")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "ingest.json",
                     help="results JSON (default: bench/results/ingest.json)")
+    ap.add_argument("--memory", action="store_true",
+                    help="only the memory rows: peak RSS per MB of input for a large text file, "
+                         "a large PDF and an upload through `rag api` (no --data needed)")
+    ap.add_argument("--text-mb", type=float, default=200.0,
+                    help="--memory: size of the text file (default: %(default)s)")
+    ap.add_argument("--pdf-pages", type=int, default=2000,
+                    help="--memory: pages of the PDF (default: %(default)s)")
+    ap.add_argument("--upload-mb", type=float, default=50.0,
+                    help="--memory: size of the uploaded text file (default: %(default)s)")
+    ap.add_argument("--before", type=Path, default=None,
+                    help="--memory: another checkout (the code before a change) to run the "
+                         "same rows on, for a baseline in the same run")
     args = ap.parse_args(argv)
-    if not args.data.is_dir():
+    if args.memory:
+        return args
+    if args.data is None or not args.data.is_dir():
         ap.error(f"--data {args.data}: not a folder")
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     return args
 
 
+def memory_main(args: argparse.Namespace) -> int:
+    """The --memory rows, each command in a process of its own (bench/ingest_memory.py)."""
+    from _common import environment, log, table, write_results
+    from ingest_memory import api_row, ingest_row, write_pdf, write_text_file
+
+    work = (args.work or Path(tempfile.mkdtemp(prefix="bench-ingest-memory-"))).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        log(f"writing a {args.text_mb:g} MB text file and a {args.pdf_pages}-page PDF ...")
+        text = write_text_file(work / "big.txt", args.text_mb)
+        upload = write_text_file(work / "upload.txt", args.upload_mb)
+        pdf = write_pdf(work / "big.pdf", args.pdf_pages)
+        roots = [("after", ROOT)] + ([("before", args.before.resolve())] if args.before else [])
+        rows = []
+        for label, root in roots:
+            cases = [("rag ingest, text", ingest_row, text),
+                     (f"rag ingest, PDF {args.pdf_pages} pages", ingest_row, pdf),
+                     ("rag api, upload of text", api_row, upload)]
+            for n, (what, measure, file) in enumerate(cases):
+                log(f"{label}: {what} ...")
+                scratch = work / f"{label}-{n}"
+                scratch.mkdir(exist_ok=True)
+                rows.append(measure(f"{label}: {what}", file, root, scratch))
+        print("peak RSS (MB, VmHWM from /proc) per MB of input, each command in its own "
+              "process; idle: the same command on a one-line file (API: the ready process)")
+        print(table(["what", "input MB", "idle", "peak", "peak - idle", "per input MB",
+                     "after job"],
+                    [[r.what, f"{r.input_mb:.1f}", f"{r.idle_mb:.0f}", f"{r.peak_mb:.0f}",
+                      f"{r.peak_mb - r.idle_mb:.0f}", f"{r.per_input_mb:.2f}",
+                      "" if r.after_mb is None else f"{r.after_mb:.0f}"] for r in rows]))
+        payload = {"rows": [vars(r) for r in rows], "environment": environment()}
+        log(f"results: {write_results(args.out.with_name('ingest_memory.json'), payload)}")
+        return 0
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _fix_path()
+    if args.memory:
+        return memory_main(args)
     with contextlib.suppress(AttributeError, ValueError):
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     from _common import environment, log, table, write_results

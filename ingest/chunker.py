@@ -14,20 +14,32 @@ of its overlap: part of `text` (embedded, counted in `tokens`) but not of the co
 passages joined from cores never hold it twice. The header takes the overlap's budget
 first and the core's after that, so a chunk stays within `size`; a header longer than half
 a core is not repeated (it is cut like any long line).
+
+A long section is cut in windows of about WINDOW_CHARS (the tokenizer's offsets for a whole
+50 MB text take gigabytes): the cores of a window are kept up to WINDOW_MARGIN characters
+before its end, where nothing that follows can change them any more, and the next window
+starts a few cores back, so the overlap and a table's header are found there as in the whole
+text. The chunks are the same as those of the section cut at once (tests/ingest/test_chunker.py
+compares them), except in text that has no cut for more than WINDOW_MAX characters.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from bisect import bisect_left
-from dataclasses import dataclass, replace
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ingest.tokenizer import TokenCounter
 
 if TYPE_CHECKING:  # the loaders are not needed to chunk, and the query path imports this
     from ingest.loaders import Section
+
+WINDOW_CHARS = 1 << 18
+WINDOW_MARGIN = 1 << 16
+WINDOW_MAX = 1 << 20  # a window grows to this when nothing can be cut; then it is cut as is
 
 # The separator every rendered passage ends with (retrieval/packer.py); `end_tokens` below
 # is the count of a core followed by it, which differs from the sum when BPE merges them.
@@ -141,44 +153,56 @@ class Chunker:
         self.core_size = size - overlap
 
     def split(self, sections: list[Section]) -> list[Chunk]:
-        chunks: list[Chunk] = []
-        tails: list[str] = []
-        tail_tokens: list[int] = []
-        offset = 0
-        for number, section in enumerate(sections):
-            for core in self._cores(section.text):
-                text = core.header + section.text[core.overlap_start:core.end]
-                chunks.append(Chunk(
-                    index=len(chunks), section=number, page=section.page, text=text,
-                    core_offset=len(core.header) + core.start - core.overlap_start,
-                    char_start=offset + core.start, char_end=offset + core.end,
-                    tokens=core.header_tokens + core.overlap_tokens + core.tokens,
-                    core_tokens=core.tokens, end_tokens=0,
-                    content_hash=hashlib.sha256(
-                        section.text[core.start:core.end].encode()).hexdigest()[:32],
-                    ocr=section.ocr, page_label=section.label, table_header=len(core.header),
-                ))
-                tails.append(section.text[core.tail:core.end] + PASSAGE_END)
-                tail_tokens.append(core.tail_tokens)
-            offset += len(section.text) + 2
-        # PASSAGE_END may merge with the core's last pre-token group (a trailing newline
-        # run): only the core's last two groups are counted again, with it, in one batch.
-        ended = self.counter.count_many(tails)
-        return [
-            replace(c, end_tokens=c.core_tokens - old + new)
-            for c, old, new in zip(chunks, tail_tokens, ended, strict=True)
-        ]
+        return list(self.stream(sections))
 
-    def _cores(self, text: str) -> list[_Core]:
-        """The cores of one section with their overlaps and tails (the core's last two
-        pre-token groups). Core and overlap boundaries are safe cuts, so their counts are
-        read off the section's token offsets; a repeated header ends in a newline before a
-        row start, a safe cut too."""
+    def stream(self, sections: Iterable[Section]) -> Iterator[Chunk]:
+        """The chunks of `sections`, as they are cut. A section whose `more` is set continues
+        in the next one (a long text read in pieces): they are chunked as one section."""
+        index = 0
+        number = 0
+        offset = 0  # of the section in the document text (sections joined by a blank line)
+        window: _Window | None = None
+        for section in sections:
+            window = window or _Window(self)
+            for pieces in window.feed(section.text, final=not section.more):
+                ended = self.counter.count_many([p.tail for p in pieces])
+                for piece, end in zip(pieces, ended, strict=True):
+                    core = piece.core
+                    yield Chunk(
+                        index=index, section=number, page=section.page, text=piece.text,
+                        core_offset=len(core.header) + core.start - core.overlap_start,
+                        char_start=offset + piece.start, char_end=offset + piece.end,
+                        tokens=core.header_tokens + core.overlap_tokens + core.tokens,
+                        core_tokens=core.tokens,
+                        # PASSAGE_END may merge with the core's last pre-token group (a
+                        # trailing newline run): only its last two groups are counted again.
+                        end_tokens=core.tokens - core.tail_tokens + end,
+                        content_hash=hashlib.sha256(piece.core_text.encode()).hexdigest()[:32],
+                        ocr=section.ocr, page_label=section.label,
+                        table_header=len(core.header))
+                    index += 1
+            if not section.more:
+                offset += window.length + 2
+                number += 1
+                window = None
+
+    def _cores(self, text: str, start: int = 0, continued: bool = False,
+               begin: int = 0) -> tuple[list[_Core], list[int]]:
+        """The cores of one section (or window of one) from `start` on, with their overlaps
+        and tails (the core's last two pre-token groups); `continued`: cores of the section
+        came before `start`; `begin`: a cut where the window's own text starts after the
+        repeated header of a table (it ends a unit, as in the whole section). Core and
+        overlap boundaries are safe cuts, so their counts are read off the section's token
+        offsets; a repeated header ends in a newline before a row start, a safe cut too.
+        Also returns the cuts between sentences, lines and table rows (not those between
+        words of an over-long sentence)."""
         token_starts = self.counter.token_starts(text)
         pretokens = self.counter.pretoken_starts(text)
         pre_set = set(pretokens)
         tables = find_tables(text)
         cuts = _table_cuts([c for c in _cut_candidates(text) if c in pre_set], tables, text)
+        if begin and begin not in cuts:
+            insort(cuts, begin)
         units = self._units(text, cuts, token_starts, pretokens)
         header_counts = self.counter.count_many([t.header(text) for t in tables])
 
@@ -205,12 +229,12 @@ class Chunker:
             return None
 
         cores: list[_Core] = []
-        start = 0
-        i = 0
+        i = bisect_right(units, start)
         while i < len(units):
             header, n_header = "", 0
-            ov_start = overlap_start(start, self.overlap) if self.overlap and cores else start
-            t = table_at(start) if cores else None
+            after = bool(cores) or continued
+            ov_start = overlap_start(start, self.overlap) if self.overlap and after else start
+            t = table_at(start) if after else None
             if t is not None and ov_start > tables[t].start \
                     and header_counts[t] <= self.core_size // 2:
                 header, n_header = tables[t].header(text), header_counts[t]
@@ -235,7 +259,7 @@ class Chunker:
                                header, n_header))
             start = end
             i = j + 1
-        return cores
+        return cores, cuts
 
     def _units(self, text: str, cuts: list[int], token_starts: list[int],
                pretokens: list[int]) -> list[int]:
@@ -250,3 +274,90 @@ class Chunker:
             out.append(end)
             prev = end
         return out
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A core cut from a window, with what its chunk needs of the window's text."""
+
+    core: _Core  # positions in the window
+    start: int  # the core's span in the section
+    end: int
+    text: str  # header + overlap + core
+    core_text: str
+    tail: str  # the core's last two pre-token groups, followed by PASSAGE_END
+
+
+class _Window:
+    """A section's text fed in pieces and cut in windows (see the module's docstring)."""
+
+    def __init__(self, chunker: Chunker):
+        self.chunker = chunker
+        self.text = ""  # a repeated table header, then the section from `origin + len(header)`
+        self.origin = 0  # section offset of text[0] (the header stands before it)
+        self.begin = 0  # where the section's own text starts in `text`
+        self.resume = 0  # where the next core starts in `text`
+        self.continued = False
+        self.length = 0  # characters of the section fed so far
+
+    def feed(self, text: str, final: bool) -> Iterator[list[_Piece]]:
+        """The cores that `text` (the section's next piece; the last when `final`) lets
+        the window cut, a list per window."""
+        self.length += len(text)
+        for at in range(0, len(text), WINDOW_CHARS):
+            self.text += text[at:at + WINDOW_CHARS]
+            while len(self.text) - self.resume >= WINDOW_CHARS:
+                pieces = self._cut(False)
+                if pieces is None:
+                    break
+                yield pieces
+        if final:
+            yield self._cut(True) or []
+
+    def _cut(self, final: bool) -> list[_Piece] | None:
+        """The cores that nothing after the window can change; None when there are none
+        yet (the window grows)."""
+        cores, cuts = self.chunker._cores(self.text, self.resume, self.continued, self.begin)
+        keep = cores
+        if not final:
+            limit = len(self.text) - WINDOW_MARGIN
+            keep = [c for c in cores[:-2] if c.end <= limit]
+            if not keep:
+                if len(self.text) - self.resume < WINDOW_MAX:
+                    return None
+                keep = cores  # no cut in WINDOW_MAX characters: the window's end is one
+        pieces = [self._piece(c) for c in keep]
+        if keep:
+            self.continued = True
+            self._move(keep, cuts, forced=keep is cores)
+        return pieces
+
+    def _piece(self, core: _Core) -> _Piece:
+        text = self.text
+        return _Piece(core, self.origin + core.start, self.origin + core.end,
+                      core.header + text[core.overlap_start:core.end],
+                      text[core.start:core.end], text[core.tail:core.end] + PASSAGE_END)
+
+    def _move(self, kept: list[_Core], cuts: list[int], forced: bool) -> None:
+        """Drops the text before the last kept cores that the next core's overlap may reach
+        (more than `overlap` tokens of them), from a cut between sentences (where the units
+        of the next window's text are those of the whole section), keeping the header of a
+        table they are in."""
+        end = kept[-1].end
+        anchor = len(self.text) if forced else self.begin
+        if not forced:
+            tokens = 0
+            for core in reversed(kept):
+                tokens += core.tokens
+                if tokens > self.chunker.overlap:
+                    k = bisect_right(cuts, core.start) - 1
+                    anchor = max(self.begin, cuts[k] if k >= 0 else 0)
+                    break
+        header = ""
+        for table in find_tables(self.text):
+            if table.first_end <= anchor < table.end:
+                header = table.header(self.text)
+        self.origin += anchor - len(header)
+        self.text = header + self.text[anchor:]
+        self.begin = len(header)
+        self.resume = len(header) + max(0, end - anchor)

@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from app.api.errors import ApiError
 from ingest.loaders import file_type
+from ingest.loaders.base import utf16_without_bom
 
 _HEAD = 8192
 # Formats that start with printable bytes, so the text test alone would let them through.
@@ -45,8 +46,8 @@ def safe_name(raw: str | None) -> str:
 
 
 def _looks_like_text(head: bytes) -> bool:
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return True  # UTF-16 with a byte-order mark (the loader decodes it)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or utf16_without_bom(head):
+        return True  # UTF-16, with or without a byte-order mark (the loader decodes it)
     if b"\x00" in head or head.startswith(_BINARY_MAGIC):
         return False
     try:

@@ -26,11 +26,11 @@ from ingest.loaders.office import load_docx, load_pptx
 from ingest.loaders.pdf import load_pdf
 from ingest.loaders.rtf import load_rtf
 from ingest.loaders.sheets import load_csv, load_ods, load_xlsx
-from ingest.loaders.text import load_code, load_markdown, load_text
+from ingest.loaders.text import load_code, load_markdown, load_text, stream_text
 
 __all__ = [
     "FORMATS", "Attachment", "Format", "LoadOptions", "LoadedDocument", "Section", "decode_text",
-    "file_type", "load", "supported_extensions",
+    "file_type", "load", "load_path", "supported_extensions",
 ]
 
 # A loader that needs no bound takes (path, data); one that does also takes LoadOptions.
@@ -126,3 +126,17 @@ def load(path: Path, data: bytes, options: LoadOptions | None = None) -> LoadedD
     if not doc.title:
         doc.title = path.stem
     return doc
+
+
+_STREAMED = {"text", "code", "markdown"}  # types whose file is read as it is chunked
+
+
+def load_path(path: Path, options: LoadOptions | None = None) -> LoadedDocument:
+    """As `load` of the file's bytes, except that a text, code or Markdown file is read as it
+    is chunked: its text comes in `doc.stream` (see ingest/loaders/text.py)."""
+    found = _format_of(path)
+    if found is None or found.type not in _STREAMED:
+        return load(path, path.read_bytes(), options)
+    if path.stat().st_size == 0:
+        raise LoadError("empty file")
+    return stream_text(path, found.type)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import re
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from core.errors import LoadError
 
@@ -29,6 +30,7 @@ class Section:
     page: int | None = None
     label: str | None = None  # how citations name the page (`sheet Q3`), when not "page N"
     ocr: bool = False  # read by OCR from an image of the page
+    more: bool = False  # the text goes on in the next Section (a long text read in pieces)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class LoadedDocument:
     # One line each, shown with the file's result: what a loader left out on purpose (a bound
     # hit), pages OCR could not read.
     notes: list[str] = field(default_factory=list)
+    # Sections still to be read, after `sections` (a long text file read as it is chunked);
+    # a LoadError from it fails the document.
+    stream: Iterable[Section] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,27 +81,126 @@ def clean(text: str) -> str:
     return _BLANKS.sub("\n\n", text).strip()
 
 
-def decode_text(data: bytes) -> str:
-    """Bytes of a text file → str; refuses binary content whatever the extension says."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
-    head = data[:8192]
-    if b"\x00" in head:
+TEXT_HEAD = 1 << 20  # the bytes a text file's encoding is told from
+
+
+def utf16_without_bom(head: bytes) -> str | None:
+    """'utf-16-le' or 'utf-16-be' when `head` looks like UTF-16 text without a byte-order
+    mark: a zero in nearly every other byte (the high byte of Latin letters) and almost none
+    in the others."""
+    pairs = len(head) // 2
+    if pairs < 1:
+        return None
+    even, odd = head[0:pairs * 2:2].count(0), head[1:pairs * 2:2].count(0)
+    if odd >= pairs * 0.6 and even <= pairs * 0.05:
+        return "utf-16-le"
+    if even >= pairs * 0.6 and odd <= pairs * 0.05:
+        return "utf-16-be"
+    return None
+
+
+def _controls(text: str) -> int:
+    return sum(1 for c in text if ord(c) < 32 and c not in "\n\r\t\f")
+
+
+def text_encoding(head: bytes) -> str:
+    """The encoding of a text file from its first bytes (up to TEXT_HEAD); a LoadError for
+    binary content whatever the extension says."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    encoding = utf16_without_bom(head[:8192])
+    if encoding is None:
+        if b"\x00" in head[:8192]:
+            raise LoadError("binary content in a text file")
+        encoding = _eight_bit_encoding(head)
+    sample = head[:8192].decode(encoding, errors="replace")
+    if _controls(sample) > len(sample) * 0.05:
         raise LoadError("binary content in a text file")
+    return encoding
+
+
+def _eight_bit_encoding(head: bytes) -> str:
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
+        head.decode("utf-8-sig")
+        return "utf-8-sig"
+    except UnicodeDecodeError as exc:
+        # A character cut by the end of the head is still UTF-8.
+        if exc.reason == "unexpected end of data":
+            return "utf-8-sig"
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    best = from_bytes(head).best()
     if best is None:
         raise LoadError("binary content in a text file (no text encoding fits)")
-    text = str(best)
-    controls = sum(1 for c in text[:8192] if ord(c) < 32 and c not in "\n\r\t\f")
-    if controls > len(text[:8192]) * 0.05:
-        raise LoadError("binary content in a text file")
-    return text
+    return str(best.encoding)
+
+
+def decode_text(data: bytes) -> str:
+    """Bytes of a text file → str, in the encoding its first bytes show (bytes past them
+    that do not fit it become U+FFFD); refuses binary content whatever the extension says."""
+    return data.decode(text_encoding(data[:TEXT_HEAD]), errors="replace")
+
+
+def read_text(file: BinaryIO, block: int | None = None) -> Iterator[str]:
+    """A text file's text, decoded as `decode_text` does and cleaned as `clean` does, in
+    pieces of about `block` bytes (TEXT_HEAD). The encoding is told (binary refused) before
+    this returns."""
+    block = block or TEXT_HEAD
+    head = file.read(block)
+    decoder = codecs.getincrementaldecoder(text_encoding(head[:TEXT_HEAD]))(errors="replace")
+
+    def decoded() -> Iterator[str]:
+        data = head
+        while data:
+            yield decoder.decode(data)
+            data = file.read(block)
+        yield decoder.decode(b"", final=True)
+
+    return clean_pieces(decoded())
+
+
+def _piece_end(text: str) -> int:
+    """The last position that follows white space and starts a run of other characters:
+    no pattern of `clean` spans it. 0 when there is none."""
+    for i in range(len(text) - 1, 0, -1):
+        if text[i - 1].isspace() and not text[i].isspace() and text[i] != "\x00":
+            return i
+    return 0
+
+
+def _clean_inside(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    return _BLANKS.sub("\n\n", _TRAILING.sub("\n", text))
+
+
+def clean_pieces(pieces: Iterable[str], most: int = 4 << 20) -> Iterator[str]:
+    """`clean` of the text the pieces join to, as pieces cut where no pattern of `clean`
+    spans the cut (a run of white space longer than `most` characters is cut anyway)."""
+    carry = ""
+    held = ""  # cleaned, yielded once it is known not to be the last
+    started = False
+    for piece in pieces:
+        text = carry + piece
+        cut = _piece_end(text)
+        if not cut and len(text) < most:
+            carry = text
+            continue
+        cut = cut or len(text) - text.endswith("\r")
+        out, carry = _clean_inside(text[:cut]), text[cut:]
+        out = out if started else out.lstrip()
+        if out:
+            started = True
+            if held:
+                yield held
+            held = out
+    last = _clean_inside(carry).rstrip()
+    last = last if started else last.lstrip()
+    if last:
+        if held:
+            yield held
+        yield last
+    elif held:
+        yield held.rstrip()
 
 
 def short(exc: BaseException) -> str:

@@ -1,11 +1,15 @@
-"""Plain text, code and Markdown."""
+"""Plain text, code and Markdown: from bytes in memory, or from a file read in pieces as it
+is chunked (`stream_text`), so a 200 MB log never sits in memory whole."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from ingest.loaders.base import LoadedDocument, Section, decode_text
+from core.errors import LoadError
+from ingest.loaders.base import LoadedDocument, Section, decode_text, read_text
 
 
 def load_text(path: Path, data: bytes, kind: str = "text") -> LoadedDocument:
@@ -24,3 +28,32 @@ def load_markdown(path: Path, data: bytes) -> LoadedDocument:
     match = _MD_TITLE.search(text)
     return LoadedDocument(title=match.group(1) if match else path.stem, type="markdown",
                           sections=[Section(text)])
+
+
+def stream_text(path: Path, kind: str) -> LoadedDocument:
+    """The file at `path` (of type text, code or markdown) with its text in `stream`, read,
+    decoded and cleaned about a megabyte at a time as it is consumed; the encoding is told
+    from the first megabyte, and so is a Markdown file's title (its first `#` heading)."""
+    file = path.open("rb")
+    try:
+        pieces = read_text(file)
+        first = next(pieces, "")
+    except BaseException:
+        file.close()
+        raise
+    title = path.stem
+    if kind == "markdown" and (match := _MD_TITLE.search(first)):
+        title = match.group(1)
+    return LoadedDocument(title=title, type=kind, stream=_sections(file, first, pieces))
+
+
+def _sections(file: BinaryIO, first: str, rest: Iterator[str]) -> Iterator[Section]:
+    """The pieces as one section: each but the last marked `more`."""
+    with file:
+        if not first:
+            raise LoadError("no text could be extracted")
+        held = first
+        for piece in rest:
+            yield Section(held, more=True)
+            held = piece
+        yield Section(held)

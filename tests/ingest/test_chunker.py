@@ -305,3 +305,39 @@ def test_header_longer_than_half_a_chunk_is_not_repeated(counter: TokenCounter) 
         assert c.table_header == 0
         assert counter.count(c.text) == c.tokens <= 128
     assert "".join(c.core for c in chunks) == text
+
+
+# -- long sections cut in windows ---------------------------------------------------------------
+
+def pieces(rng: random.Random, sections: list[Section]) -> list[Section]:
+    """Each section as a few Sections of random length, all but the last marked `more`."""
+    out = []
+    for s in sections:
+        cuts = sorted(rng.sample(range(1, len(s.text)), min(5, len(s.text) - 1)))
+        parts = [s.text[a:b] for a, b in zip([0, *cuts], [*cuts, len(s.text)], strict=True)]
+        out += [Section(p, s.page, more=i < len(parts) - 1) for i, p in enumerate(parts)]
+    return out
+
+
+@pytest.mark.parametrize(("size", "overlap"), [(48, 8), (128, 32), (64, 60)])
+def test_windows_and_pieces_give_the_chunks_of_one_cut(counter: TokenCounter, size: int,
+                                                       overlap: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long section fed in pieces and cut in small windows (so that every document here
+    crosses several window ends, inside sentences, long lines and tables) gives exactly the
+    chunks of the whole section cut at once."""
+    import ingest.chunker as chunker_module
+
+    rng = random.Random(size)
+    docs = [[Section(table_doc(rng, 60) + "\n\n" + mixed_text(rng) + "\n" + mixed_text(rng))]
+            for _ in range(3)] + DOCS[:6]
+    whole = [Chunker(counter, size, overlap).split(doc) for doc in docs]
+    monkeypatch.setattr(chunker_module, "WINDOW_CHARS", 1500)
+    monkeypatch.setattr(chunker_module, "WINDOW_MARGIN", 400)
+    windowed = 0
+    for doc, expected in zip(docs, whole, strict=True):
+        fed = pieces(rng, doc)
+        got = list(Chunker(counter, size, overlap).stream(fed))
+        assert got == expected
+        windowed += sum(len(s.text) > 1500 for s in doc)
+    assert windowed >= 5, "too few sections longer than a window"

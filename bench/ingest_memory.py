@@ -1,0 +1,144 @@
+"""Peak RSS per MB of input for `rag ingest` and for an upload through `rag api`, each in a
+process of its own, read from /proc/<pid>/status (VmHWM, VmRSS) while it runs. Used by
+`bench/ingest.py --memory`; `--root` runs the same rows on another checkout (the code
+before a change) for a baseline in the same run."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+LINE = "The quick brown fox jumps over the lazy dog. "
+
+
+@dataclass
+class MemoryRow:
+    what: str
+    input_mb: float
+    idle_mb: float  # the same command on a one-line file (API: the process before the upload)
+    peak_mb: float
+    after_mb: float | None = None  # the API process once the job is done
+
+    @property
+    def per_input_mb(self) -> float:
+        return (self.peak_mb - self.idle_mb) / max(self.input_mb, 1e-9)
+
+
+def status_mb(pid: int, key: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def write_text_file(path: Path, mb: float) -> Path:
+    with path.open("w") as f:
+        for _ in range(int(mb * 2**20 / (len(LINE) * 1000)) + 1):
+            f.write(LINE * 1000)
+    return path
+
+
+def write_pdf(path: Path, pages: int) -> Path:
+    """`pages` pages of 40 lines of real text each (every page different)."""
+    from reportlab.lib.pagesizes import letter
+    from reportlab.pdfgen import canvas
+
+    c = canvas.Canvas(str(path), pagesize=letter)
+    for n in range(pages):
+        y = 740
+        for i in range(40):
+            c.drawString(60, y, f"Page {n} line {i}: the ledger of the harbour at tide {n * i}.")
+            y -= 17
+        c.showPage()
+    c.save()
+    return path
+
+
+def _env(root: Path, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(PYTHONPATH=str(root), RAG_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1",
+               PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def _peak_of(cmd: list[str], root: Path, data_dir: Path) -> float:
+    proc = subprocess.Popen(cmd, cwd=root, env=_env(root, data_dir),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0.0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, status_mb(proc.pid, "VmHWM"))
+        except OSError:
+            break
+        time.sleep(0.05)
+    if proc.wait() not in (0, 1):
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}")
+    return peak
+
+
+def ingest_row(what: str, file: Path, root: Path, work: Path) -> MemoryRow:
+    """Peak RSS of `rag ingest FILE` and of `rag ingest` on a one-line file."""
+    small = work / "one-line.txt"
+    small.write_text(LINE + "\n")
+    cli = [sys.executable, "-m", "app.cli", "ingest", "-q"]
+    idle = _peak_of([*cli, str(small)], root, work / f"idle-{file.stem}")
+    peak = _peak_of([*cli, str(file)], root, work / f"big-{file.stem}")
+    return MemoryRow(what, file.stat().st_size / 2**20, idle, peak)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def api_row(what: str, file: Path, root: Path, work: Path, timeout_s: float = 3600) -> MemoryRow:
+    """`rag api` on a free loopback port: its RSS once ready, its peak while the uploaded
+    file is ingested, and its RSS 3 s after the job is done."""
+    import httpx
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "api", "--port", str(port)],
+                            cwd=root, env=_env(root, work / "api-data"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=600) as client:
+            _wait_up(client, proc)
+            idle = status_mb(proc.pid, "VmRSS")
+            with file.open("rb") as f:
+                job = client.post("/v1/documents", files={"files": (file.name, f)}).json()["job"]
+            end = time.monotonic() + timeout_s
+            while time.monotonic() < end:
+                state = client.get(f"/v1/jobs/{job['id']}").json()
+                if state.get("status") in ("done", "failed"):
+                    break
+                time.sleep(0.2)
+            peak = status_mb(proc.pid, "VmHWM")
+            time.sleep(3)
+            after = status_mb(proc.pid, "VmRSS")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return MemoryRow(what, file.stat().st_size / 2**20, idle, peak, after)
+
+
+def _wait_up(client: object, proc: subprocess.Popen) -> None:
+    import httpx
+
+    assert isinstance(client, httpx.Client)
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"rag api exited {proc.returncode}")
+        try:
+            if client.get("/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("rag api did not answer /healthz")
