@@ -248,6 +248,20 @@ class RetrievalSettings(_Section):
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
     min_candidates: int = Field(16, ge=1, description="Fewest chunks fetched per search.")
     max_candidates: int = Field(2000, ge=1, description="Most chunks fetched per search.")
+    coverage: float = Field(
+        0.75, ge=0, le=1,
+        description="Share of the budget first filled with the best hits alone, before "
+        "neighbours widen them: evidence spread over many places gets a passage each "
+        "(0: every hit widened in rank order; see bench/multi_needle.py).")
+    leaders: int = Field(
+        8, ge=1, le=64,
+        description="At budgets under 64 chunks, the top this many of the dense and of the "
+        "keyword search go first, alternating, before the fused ranking (fusion ranks a chunk "
+        "only one search finds, such as a needle's exact words, below half-good ones).")
+    query_variants: bool = Field(
+        True,
+        description="A question that lists three or more things ('for A, B and C') also "
+        "searches each on its own, and the hits are taken in turn.")
 
 
 class LLMSettings(_Section):

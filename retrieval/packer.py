@@ -154,10 +154,12 @@ def render(passages: Iterable[Passage]) -> str:
 
 
 class Packer:
-    def __init__(self, counter: TokenCounter, neighbours: int = 1, layout: Layout = Layout.DOCUMENT):
+    def __init__(self, counter: TokenCounter, neighbours: int = 1, layout: Layout = Layout.DOCUMENT,
+                 coverage: float = 0.0):
         self.counter = counter
         self.neighbours = neighbours
         self.layout = layout
+        self.coverage = coverage  # share of the budget first spent on bare hits (see Fill.cover)
         self._header_counts: dict[str, int] = {}
         self._table_counts: dict[str, int] = {}
 
@@ -200,13 +202,23 @@ class Packer:
         the point where the budget is full never have theirs fetched, and the packing is
         the same as with every neighbour given up front.
 
-        Stages: rank the hits, widen and place each in turn (Fill), cut the runs into
-        passages, lay them out, then label and count exactly (finish)."""
+        Stages: rank the hits, place the best bare up to the coverage share of the budget
+        (Fill.cover), widen and place each in turn (Fill.add), cut the runs into passages, lay
+        them out, then label and count exactly (finish)."""
         fill = Fill(self, rank_hits(hits), chunks, budget, load)
+        fill.cover()
         for rank, hit in enumerate(fill.hits):
             fill.add(rank, hit)
         ordered = self.lay_out(fill.passages())
-        return self.finish(ordered, fill.left_out, budget, "retrieve", bool(fill.counts))
+        packing = self.finish(ordered, fill.left_out, budget, "retrieve", bool(fill.counts))
+        if fill.bare:
+            narrow = len(fill.bare) - len(fill.widened)
+            packing.notes.append(
+                f"coverage: the {len(fill.bare)} best hits went in first, without neighbours, "
+                f"up to {self.coverage:.0%} of the budget (retrieval.coverage); then neighbours "
+                f"widened {len(fill.widened)}" + (f", {narrow} stayed bare for lack of room"
+                                                   if narrow else ""))
+        return packing
 
     def lay_out(self, passages: list[Passage]) -> list[Passage]:
         by_position = sorted(passages, key=lambda p: (p.document_id, p.section, p.first))
@@ -353,6 +365,8 @@ class Fill:
         self.left_out: list[LeftOut] = []
         self.seen_hashes: dict[str, tuple[str, int]] = {}
         self.canonical = canonical_copies(hits)
+        self.bare: set[tuple[str, int]] = set()  # hits placed by cover(), not widened yet
+        self.widened: set[tuple[str, int]] = set()  # ... and those add() widened afterwards
 
     # -- counts ---------------------------------------------------------------------------
     def core_tokens(self, c: ChunkRef) -> int:
@@ -419,13 +433,41 @@ class Fill:
         twin = self.seen_hashes.get(self.chunks[(doc, idx)].content_hash)
         return twin is not None and twin != (doc, idx)
 
+    def cover(self) -> None:
+        """Coverage before context: with neighbours on, the best hits go in bare, in rank
+        order, until the next would pass the coverage share of the budget. Evidence spread
+        over many places then gets a passage each before any hit's neighbours take three
+        times its room; add() widens them afterwards while the budget allows."""
+        share = int(self.budget * self.packer.coverage)
+        if not self.neighbours or share <= 0:
+            return
+        for rank, hit in enumerate(self.hits):
+            c = hit.chunk
+            key = (c.document_id, c.index)
+            self.best.setdefault(key, (rank, hit.score))
+            if self.covered(c.document_id, c.section, c.index) or \
+                    self.seen_hashes.get(c.content_hash, self.canonical[c.content_hash]) != key:
+                continue  # add() records the duplicate
+            new, delta = self.place(c.document_id, self.runs.get((c.document_id, c.section), []),
+                                    c.index, c.index)
+            if self.used + delta > share:
+                return
+            self.runs[(c.document_id, c.section)] = new
+            self.used += delta
+            self.seen_hashes.setdefault(c.content_hash, key)
+            self.bare.add(key)
+
     def add(self, rank: int, hit: Hit) -> None:
-        """Places the hit of rank `rank`: skipped when already inside a run, left out as a
-        duplicate or when it does not fit, else widened as far as the budget allows."""
+        """Places the hit of rank `rank`: skipped when already inside a run (widened, when
+        cover() placed it bare), left out as a duplicate or when it does not fit, else
+        widened as far as the budget allows."""
         c = hit.chunk
         key = (c.document_id, c.index)
         if key not in self.best:
             self.best[key] = (rank, hit.score)
+        if key in self.bare and key not in self.widened:
+            self.widen_bare(rank, c)
+            return
         if self.covered(c.document_id, c.section, c.index):
             return
         twin = self.seen_hashes.get(c.content_hash, self.canonical[c.content_hash])
@@ -442,6 +484,16 @@ class Fill:
             if self.widen(c, width, old):
                 return
         self.left_out.append(_left(c, "budget", self.core_tokens(c), hit.score))
+
+    def widen_bare(self, rank: int, c: ChunkRef) -> None:
+        """Widens a hit cover() placed bare, when its neighbours fit."""
+        self.widened.add((c.document_id, c.index))
+        if self.used >= self.budget:
+            return
+        if rank >= self.loaded:
+            self.load_from(rank)
+        if not self.widen(c, self.neighbours, self.runs[(c.document_id, c.section)]):
+            self.widened.discard((c.document_id, c.index))
 
     def widen(self, c: ChunkRef, width: int, old: list[list[int]]) -> bool:
         """Places `c` widened by up to `width` chunks each side (up to a chunk whose text is

@@ -24,6 +24,7 @@ from ingest.tokenizer import TokenCounter
 from retrieval.budget import Budget, compute_budget
 from retrieval.packer import ChunkRef, Hit, LeftOut, Packer, Packing, header_for
 from retrieval.prompt import ChatFormat, Message, prompt_overhead
+from retrieval.variants import keyword_variants
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class Retriever:
         self.counter = counter
         self.sparse = sparse or SparseEncoder()
         self._manifest: tuple[int, float, list[ChunkPayload]] | None = None
-        self._last_query: tuple[tuple[str, str], Any, Any] | None = None
+        self._vectors: dict[tuple[str, str], tuple[Any, Any]] = {}  # the last question's
 
     MANIFEST_TTL_S = 5.0
 
@@ -247,12 +248,14 @@ class Retriever:
         is left short and the store has more."""
         available = budget.available
         narrowed = self._neighbours_for(available, plan.neighbours)
-        packer = Packer(self.counter, narrowed, plan.layout)
+        r = self.settings.retrieval
+        packer = Packer(self.counter, narrowed, plan.layout, r.coverage)
+        queries = [query, *(keyword_variants(plan.question) if r.query_variants else [])]
         # Hits widened by neighbours fill the budget with fewer of them: search for that
         # many first, and for enough single chunks only when those left room unfilled
         # (hits that touch share neighbours, so each adds less).
         limit = self._candidates(available, 1 + narrowed)
-        hits, more = self._search(query, plan.search_mode, selection, available, limit)
+        hits, more = self._search_all(queries, plan.search_mode, selection, available, limit)
         if not hits:
             return self._empty(plan, budget), 0, "no passage matches the question"
         packing = self._pack(packer, hits, narrowed, available)
@@ -265,8 +268,14 @@ class Retriever:
             limit = min(max(wider, 2 * limit), self.settings.retrieval.max_candidates)
             if limit <= len(hits):
                 break
-            hits, more = self._search(query, plan.search_mode, selection, available, limit)
+            hits, more = self._search_all(queries, plan.search_mode, selection, available,
+                                          limit)
             packing = self._pack(packer, hits, narrowed, available)
+        if len(queries) > 1:
+            packing.notes.append(
+                f"sub-queries: the question lists {len(queries) - 1} things; each was searched "
+                "on its own beside the question and their hits taken in turn "
+                f"(retrieval.query_variants): {' | '.join(queries[1:])}")
         if narrowed != plan.neighbours:
             packing.notes.append(f"neighbours {plan.neighbours} -> {narrowed}: the budget holds "
                                  f"fewer than {self.MIN_PASSAGES} widened passages")
@@ -278,8 +287,7 @@ class Retriever:
     MIN_PASSAGES = 8  # a budget too small for this many widened hits packs bare hits
     REFILL_BELOW = 0.9  # search again, for more candidates, when less of the budget is used
     REFILL_ROUNDS = 3  # ... at most this many times, each for twice as many or more
-    PROMOTE = 3  # each search's leaders that hybrid fusion may not bury
-    PROMOTE_BELOW_CHUNKS = 64  # ... when the budget holds fewer chunks than this
+    PROMOTE_BELOW_CHUNKS = 64  # leaders are promoted when the budget holds fewer chunks
 
     @property
     def _chunk_tokens(self) -> int:
@@ -348,19 +356,42 @@ class Retriever:
         return packer.pack(hits, chunks, available,
                            load=lambda batch: self._neighbours(batch, neighbours, asked))
 
+    MAX_KEPT_VECTORS = 16  # a question and its sub-queries, for the wider searches
+
     def _query_vectors(self, question: str, mode: SearchMode) -> tuple[Any, Any]:
-        """(dense, sparse) query vectors for the mode; the last question's are kept, for a
-        second search (more candidates) of the same question."""
-        last = self._last_query
-        if last is not None and last[0] == (question, mode):
-            return last[1], last[2]
-        dense = self.embedder.embed_query(question) if mode in ("hybrid", "dense") else None
-        sparse = self.sparse.query(question) if mode in ("hybrid", "keyword") else None
-        self._last_query = ((question, mode), dense, sparse)
-        return dense, sparse
+        """(dense, sparse) query vectors for the mode; the last question's (and its
+        sub-queries') are kept, for a second search (more candidates) of the same text."""
+        key = (question, mode)
+        if key not in self._vectors:
+            if len(self._vectors) >= self.MAX_KEPT_VECTORS:
+                self._vectors.clear()
+            dense = self.embedder.embed_query(question) if mode in ("hybrid", "dense") else None
+            sparse = self.sparse.query(question) if mode in ("hybrid", "keyword") else None
+            self._vectors[key] = (dense, sparse)
+        return self._vectors[key]
+
+    def _search_all(self, queries: list[str], mode: SearchMode, selection: Selection,
+                    available: int, limit: int) -> tuple[list[Hit], bool]:
+        """The hits of each query, taken in turn (each one's first, then each one's second,
+        ...; a chunk once), so every sub-query's best hits rank near the top; and whether
+        any search had more. Fused scores are 1 / (rrf_k + place) in that order."""
+        if len(queries) == 1:
+            return self._search(queries[0], mode, selection, available, limit)
+        # A sub-query's own point is its keyword leader (the item's name): promoted at any
+        # budget, where fusion would rank it below chunks both searches find half-well.
+        lists = [self._search(q, mode, selection, available, limit, promote=n > 0)
+                 for n, q in enumerate(queries)]
+        order: dict[str, Hit] = {}
+        for rank in range(max(len(hits) for hits, _ in lists)):
+            for hits, _ in lists:
+                if rank < len(hits):
+                    order.setdefault(hits[rank].chunk.id, hits[rank])
+        k = self.settings.retrieval.rrf_k
+        fused = [Hit(h.chunk, 1.0 / (k + n + 1)) for n, h in enumerate(order.values())]
+        return fused, any(more for _, more in lists)
 
     def _search(self, question: str, mode: SearchMode, selection: Selection, available: int,
-                limit: int) -> tuple[list[Hit], bool]:
+                limit: int, promote: bool = False) -> tuple[list[Hit], bool]:
         """The hits, best first, and whether the store had more (the limit was reached)."""
         per_chunk = self._chunk_tokens
         r = self.settings.retrieval
@@ -381,22 +412,25 @@ class Retriever:
         hits = [Hit(ChunkRef.from_payload(p.id, p.payload), p.score) for p in points]
         # Two more small searches pay (~20 ms each at 100k chunks) only where few passages
         # fit: a large budget packs every leader anyway.
-        if mode == "hybrid" and hits and available < self.PROMOTE_BELOW_CHUNKS * per_chunk:
+        if mode == "hybrid" and hits and (promote or
+                                          available < self.PROMOTE_BELOW_CHUNKS * per_chunk):
             hits = self._promote_leaders(hits, dense, sparse, where)
         return hits, more
 
     def _promote_leaders(self, hits: list[Hit], dense: Any, sparse: Any, where: Where) -> list[Hit]:
         """Reciprocal rank fusion ranks a chunk that only one search finds (the exact words
         of a needle, found by keywords alone) below chunks both find half-well; at a small
-        budget it is then left out. The top PROMOTE of each search, alternating, go first."""
+        budget it is then left out. The top `retrieval.leaders` of each search, alternating,
+        go first."""
+        n = self.settings.retrieval.leaders
         leaders: list[list[str]] = []
         for mode in (SearchMode.DENSE, SearchMode.KEYWORD):
             top = self.store.query(dense=dense if mode == SearchMode.DENSE else None,
                                    sparse=sparse if mode == SearchMode.KEYWORD else None,
-                                   mode=mode, where=where, limit=self.PROMOTE)
+                                   mode=mode, where=where, limit=n)
             leaders.append([p.id for p in top])
         order: list[str] = []
-        for pair in zip(*[ids + [""] * (self.PROMOTE - len(ids)) for ids in leaders], strict=True):
+        for pair in zip(*[ids + [""] * (n - len(ids)) for ids in leaders], strict=True):
             order += [i for i in pair if i and i not in order]
         present = {h.chunk.id for h in hits}
         promoted = [i for i in order if i in present]

@@ -359,3 +359,45 @@ def test_fill_places_hits_one_by_one_and_keeps_an_exact_running_count(counter, d
     assert spans(packing) == [("alpha", 4, 6), ("alpha", 8, 10)]
     assert_exact(packing, counter)
     assert packing == packer.pack(hits_for(doc_a, 5, 6, 9), keyed(doc_a), 10_000)
+
+
+# -- coverage: the best hits first, bare ------------------------------------------------------
+
+def test_coverage_packs_every_spread_hit_before_widening_any(counter, doc_a, doc_b, doc_c):
+    hits = [*hits_for(doc_a, 2), *hits_for(doc_b, 7, top=0.9), *hits_for(doc_c, 4, top=0.8),
+            *hits_for(doc_a, 9, top=0.7)]
+    chunks = keyed(doc_a, doc_b, doc_c)
+    bare = Packer(counter, 0).pack(hits, chunks, 100_000).used_tokens
+    budget = bare + 2 * doc_a[3].core_tokens  # every hit bare, and room for two neighbours
+    widened = Packer(counter, 1).pack(hits, chunks, budget)
+    covered = Packer(counter, 1, coverage=1.0).pack(hits, chunks, budget)
+    hit_keys = {(h.chunk.document_id, h.chunk.index) for h in hits}
+
+    def inside(packing) -> set[tuple[str, int]]:
+        return {(p.document_id, i) for p in packing.passages for i in range(p.first, p.last + 1)}
+
+    assert not hit_keys <= inside(widened)  # widened in rank order, the last hits do not fit
+    assert hit_keys <= inside(covered)
+    assert inside(covered) > hit_keys  # the budget left over widened the best hit
+    assert ("alpha", 1) in inside(covered) or ("alpha", 3) in inside(covered)
+    assert any(n.startswith("coverage: the 4 best hits") for n in covered.notes)
+    assert not widened.notes
+    assert_exact(covered, counter)
+
+
+def test_coverage_zero_packs_as_without_it(counter, doc_a, doc_b):
+    hits = [*hits_for(doc_a, 2, 5, 8), *hits_for(doc_b, 1, 6, top=0.95)]
+    chunks = keyed(doc_a, doc_b)
+    for budget in (300, 700, 100_000):
+        plain = Packer(counter, 1).pack(hits, chunks, budget)
+        zero = Packer(counter, 1, coverage=0.0).pack(hits, chunks, budget)
+        assert zero.context == plain.context and spans(zero) == spans(plain)
+
+
+def test_coverage_is_byte_stable(counter, doc_a, doc_b, doc_c):
+    hits = [*hits_for(doc_c, 1, 9), *hits_for(doc_a, 4, top=0.97), *hits_for(doc_b, 3, top=0.96)]
+    chunks = keyed(doc_a, doc_b, doc_c)
+    packs = [Packer(counter, 1, layout, coverage=0.75).pack(list(reversed(hits)), chunks, 600)
+             for layout in ("document", "document")]
+    assert packs[0].context.encode() == packs[1].context.encode()
+    assert_exact(packs[0], counter)
