@@ -8,12 +8,14 @@ its tokenizer (Llama 3.1's, or the GGUF's own for the CPU default) and its chat 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from app.citations import Citation, cite
+from app.history import check_conversation
 from app.llm import LLMClient, PromptTooLongError
 from app.runtime import Runtime
 from app.served_model import ServedModel
@@ -78,8 +80,9 @@ class _Reply:
 
 
 class RagService:
-    """served model → context → LLM → citations. Thread-safe: store access is serialised
-    (the runtime's lock); LLM calls run concurrently.
+    """served model → context → LLM → citations. Thread-safe: retrievals read the store
+    together under the runtime's lock (writes take it alone); the conversation is counted
+    and the LLM called outside it.
 
     Over 60 lines: besides `stream` it is the one object routes and commands hold, so it
     carries the few delegating methods they need (documents, the LLM, the served model)."""
@@ -89,11 +92,12 @@ class RagService:
         self.settings = settings
         self._own_runtime = runtime is None
         self.runtime = runtime or Runtime(settings)
-        self.contexts = Contexts(settings, self.runtime.store, self.runtime.embedder)
+        self.contexts = Contexts(settings, self.runtime.store, self.runtime.shared_embedder)
         self.model = ServedModel(settings, llm)
+        self._remembering = threading.Lock()  # the contexts' memory of recent answers
 
     def close(self) -> None:
-        with self.runtime.lock:
+        with self.runtime.lock.write():
             self.model.close()
             if self._own_runtime:
                 self.runtime.close()
@@ -134,7 +138,8 @@ class RagService:
         question = check_question(question)
         served = self.served(require_server=False)
         options = replace(options or RetrieveOptions(), history=tuple(history))
-        with self.runtime.lock:
+        self._check_conversation(served, question, options)
+        with self.runtime.lock.read():
             return self.contexts.build(served, question, options, reuse=False)
 
     # -- answers ----------------------------------------------------------------------------
@@ -152,10 +157,11 @@ class RagService:
         question = check_question(question)
         options = replace(options or RetrieveOptions(), history=tuple(history))
         served = self.served(require_server=True)
+        self._check_conversation(served, question, options)
         started = time.perf_counter()
         reply = _Reply()
         for attempt in range(2):
-            with self.runtime.lock:
+            with self.runtime.lock.read():
                 retrieval = self.contexts.build(served, question, options)
             # Consumers keep the last retrieval event.
             yield Event("retrieval", retrieval=retrieval)
@@ -173,7 +179,7 @@ class RagService:
         answer = Answer(question, text, citations, invalid, retrieval,
                         _usage(reply.usage, prompt_tokens, started, reply.first), served.model,
                         retrieval.search_query, retrieval.reused, reply.finish)
-        with self.runtime.lock:
+        with self._remembering:
             self.contexts.remember(text, retrieval, options)
         yield Event("done", answer=answer)
 
@@ -195,6 +201,14 @@ class RagService:
                 yield Event("delta", text=delta.text)
             reply.usage = delta.usage or reply.usage
             reply.finish = delta.finish_reason or reply.finish
+
+    def _check_conversation(self, served: Served, question: str,
+                            options: RetrieveOptions) -> None:
+        """PromptTooLongError, before any lock or search, when the question and history
+        alone leave no room in the window for the answer reserve."""
+        room = served.context_window - self.settings.retrieval.answer_reserve
+        check_conversation(served.counter, [question, *(m.content for m in options.history)],
+                           room, served.context_window)
 
     def _prompt_tokens(self, served: Served, messages: list[dict[str, str]]) -> int:
         c = served.counter
