@@ -82,3 +82,8 @@ class ReadWriteLock:
         """Threads reading now (for tests and metrics)."""
         with self._cond:
             return len(self._readers)
+
+    def writers_waiting(self) -> int:
+        """Threads waiting to write (for tests and metrics)."""
+        with self._cond:
+            return self._waiting_writers

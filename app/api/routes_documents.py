@@ -38,9 +38,9 @@ def uploads_dir(state: ApiState) -> Path:
 
 
 @router.get("/v1/documents", response_model=DocumentList, responses=ERRORS)
-def documents(state: StateDep) -> dict[str, Any]:
+async def documents(state: StateDep) -> dict[str, Any]:
     """Every stored document."""
-    docs = state.service.documents()
+    docs = await state.run_aside(state.service.documents)
     return {"data": [d.to_dict() for d in docs]}
 
 

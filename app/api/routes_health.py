@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
@@ -51,8 +50,8 @@ def _check_llm(state: ApiState) -> tuple[bool, str]:
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(state: StateDep) -> JSONResponse:
     """Ready when the store answers and an LLM server is reachable; 503 names what failed."""
-    store_ok, store_detail = await anyio.to_thread.run_sync(_check_store, state)
-    llm_ok, llm_detail = await anyio.to_thread.run_sync(_check_llm, state)
+    store_ok, store_detail = await state.run_aside(_check_store, state)
+    llm_ok, llm_detail = await state.run_aside(_check_llm, state)
     checks = {"qdrant": {"ok": store_ok, "detail": store_detail},
               "llm": {"ok": llm_ok, "detail": llm_detail}}
     if store_ok and llm_ok:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from app.rwlock import ReadWriteLock
 from app.runtime import LockedStore
+from app.rwlock import ReadWriteLock
 from ingest.store import LIVE, Where
 
 
