@@ -37,12 +37,12 @@ def tokens_past(counter: Any, texts: Iterable[str], limit: int) -> int | None:
     return None
 
 
-def check_conversation(counter: Any, texts: list[str], room: int, window: int) -> None:
-    """PromptTooLongError when `texts` (question and history) need more than `room` tokens
-    (the window less the answer reserve)."""
-    counted = tokens_past(counter, texts, room)
+def check_conversation(counter: Any, texts: list[str], window: int, reserve: int) -> None:
+    """PromptTooLongError when `texts` (question and history) leave no room in `window` for
+    the answer `reserve`."""
+    counted = tokens_past(counter, texts, window - reserve)
     if counted is not None:
         raise PromptTooLongError(
-            f"the question and history need over {counted:,} tokens but the model's window is "
-            f"{window:,} (less the answer reserve): shorten the conversation or the question",
-            window)
+            f"the question and history need over {counted:,} tokens and the answer "
+            f"{reserve:,} more, but the model's window is {window:,}: shorten the "
+            "conversation or the question", window)

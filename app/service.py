@@ -206,9 +206,8 @@ class RagService:
                             options: RetrieveOptions) -> None:
         """PromptTooLongError, before any lock or search, when the question and history
         alone leave no room in the window for the answer reserve."""
-        room = served.context_window - self.settings.retrieval.answer_reserve
         check_conversation(served.counter, [question, *(m.content for m in options.history)],
-                           room, served.context_window)
+                           served.context_window, self.settings.retrieval.answer_reserve)
 
     def _prompt_tokens(self, served: Served, messages: list[dict[str, str]]) -> int:
         c = served.counter
