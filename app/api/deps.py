@@ -36,6 +36,7 @@ class ApiState:
     warm: threading.Event = field(default_factory=threading.Event)
     warm_error: str | None = None
     aside: Any = None  # the CapacityLimiter of run_aside, made in the event loop
+    llm_check: tuple[float, tuple[bool, str]] | None = None  # (when, result) of /readyz's
 
     async def run_aside(self, fn: Callable[..., T], *args: Any) -> T:
         """Runs a blocking call on threads of its own: sync routes share one pool of 40,
