@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+
+PART_AGE_S = 3600.0  # a .part file this old is a save cut short, not one in progress
 
 
 def upload_folder(data_dir: Path | str) -> UploadFolder:
@@ -82,6 +85,8 @@ class UploadFolder:
             if not path.is_file() or path.resolve() in keep:
                 continue
             st = path.stat()
+            if path.suffix == ".part" and time.time() - st.st_mtime < PART_AGE_S:
+                continue  # another upload may be writing it now
             found.append(Leftover(path.name, st.st_size, st.st_mtime,
                                   reasons.get(str(path.resolve()))))
         return found
