@@ -418,11 +418,13 @@ def api_command(
         for key, value in update.items():
             os.environ[f"RAG_API__{key.upper()}"] = str(value)
         uvicorn.run("app.api.main:create_app", factory=True, host=cfg.host, port=cfg.port,
-                    workers=cfg.workers, log_level=log_level)
+                    workers=cfg.workers, log_level=log_level,
+                    http="app.api.server:EnvelopeHTTPProtocol")
         return
     from app.api import create_app
 
-    uvicorn.run(create_app(s), host=cfg.host, port=cfg.port, log_level=log_level)
+    uvicorn.run(create_app(s), host=cfg.host, port=cfg.port, log_level=log_level,
+                http="app.api.server:EnvelopeHTTPProtocol")
 
 
 @app.command()
@@ -477,7 +479,8 @@ def run(
         out.print(f"\n[bold]Web UI: http://127.0.0.1:{ui_port}[/bold]")
     out.print(f"REST API: {api_url}  (OpenAPI: {api_url}/docs)  ·  Ctrl-C stops everything\n")
     try:
-        uvicorn.run(create_app(s), host=s.api.host, port=s.api.port, log_level="warning")
+        uvicorn.run(create_app(s), host=s.api.host, port=s.api.port, log_level="warning",
+                    http="app.api.server:EnvelopeHTTPProtocol")
     finally:
         if ui is not None:
             ui.terminate()

@@ -73,7 +73,7 @@ def answer_result(answer: Answer) -> dict[str, Any]:
 def document_text(service: RagService, id_or_path: str) -> str:
     """A stored document's text (its chunks' cores in order: exactly what was ingested)."""
     runtime = service.runtime
-    with runtime.lock:
+    with runtime.lock.read():
         doc = resolve_document(runtime.store, id_or_path)
         points = list(runtime.store.scroll(
             Where(equals={"document_id": doc.document_id, "state": LIVE})))

@@ -8,6 +8,7 @@ its tokenizer (Llama 3.1's, or the GGUF's own for the CPU default) and its chat 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -17,6 +18,7 @@ from opentelemetry.trace import Span
 
 from app import tracing
 from app.citations import Citation, cite
+from app.history import check_conversation
 from app.llm import LLMClient, PromptTooLongError
 from app.pages import DEFAULT_WIDTH, PageImage, page_image, stored_entry
 from app.runtime import Runtime
@@ -85,8 +87,9 @@ class _Reply:
 
 
 class RagService:
-    """served model → context → LLM → citations. Thread-safe: store access is serialised
-    (the runtime's lock); LLM calls run concurrently.
+    """served model → context → LLM → citations. Thread-safe: retrievals read the store
+    together under the runtime's lock (writes take it alone); the conversation is counted
+    and the LLM called outside it.
 
     Over 60 lines: besides `stream` it is the one object routes and commands hold, so it
     carries the few delegating methods they need (documents, the LLM, the served model)."""
@@ -96,11 +99,12 @@ class RagService:
         self.settings = settings
         self._own_runtime = runtime is None
         self.runtime = runtime or Runtime(settings)
-        self.contexts = Contexts(settings, self.runtime.store, self.runtime.embedder)
+        self.contexts = Contexts(settings, self.runtime.store, self.runtime.shared_embedder)
         self.model = ServedModel(settings, llm)
+        self._remembering = threading.Lock()  # the contexts' memory of recent answers
 
     def close(self) -> None:
-        with self.runtime.lock:
+        with self.runtime.lock.write():
             self.model.close()
             if self._own_runtime:
                 self.runtime.close()
@@ -137,7 +141,7 @@ class RagService:
     def page_image(self, document_id: str, number: int, highlight: str = "",
                    width: int = DEFAULT_WIDTH) -> PageImage:
         """Page `number` of a stored PDF as a PNG with `highlight` marked (app/pages.py)."""
-        with self.runtime.lock:
+        with self.runtime.lock.read():
             entry = stored_entry(self.runtime.store, document_id)
         return page_image(entry, number, highlight, width)
 
@@ -148,7 +152,8 @@ class RagService:
         question = check_question(question)
         served = self.served(require_server=False)
         options = replace(options or RetrieveOptions(), history=tuple(history))
-        with self.runtime.lock:
+        self._check_conversation(served, question, options)
+        with self.runtime.lock.read():
             return self.contexts.build(served, question, options, reuse=False)
 
     # -- answers ----------------------------------------------------------------------------
@@ -166,6 +171,7 @@ class RagService:
         question = check_question(question)
         options = replace(options or RetrieveOptions(), history=tuple(history))
         served = self.served(require_server=True)
+        self._check_conversation(served, question, options)
         root = tracing.start("rag.query", rag__history_turns=len(history))
         try:
             yield from self._stream(served, question, options, root)
@@ -180,7 +186,7 @@ class RagService:
         started = time.perf_counter()
         reply = _Reply()
         for attempt in range(2):
-            with self.runtime.lock, tracing.stage("rag.retrieve", root, current=True) as span:
+            with self.runtime.lock.read(), tracing.stage("rag.retrieve", root, current=True) as span:
                 retrieval = self.contexts.build(served, question, options)
                 _trace_retrieval(span, retrieval)
             # Consumers keep the last retrieval event.
@@ -208,7 +214,7 @@ class RagService:
         answer = Answer(question, text, citations, invalid, retrieval,
                         _usage(reply.usage, prompt_tokens, started, reply.first), served.model,
                         retrieval.search_query, retrieval.reused, reply.finish, sentences)
-        with self.runtime.lock:
+        with self._remembering:
             self.contexts.remember(text, retrieval, options)
         yield Event("done", answer=answer)
 
@@ -230,6 +236,13 @@ class RagService:
                 yield Event("delta", text=delta.text)
             reply.usage = delta.usage or reply.usage
             reply.finish = delta.finish_reason or reply.finish
+
+    def _check_conversation(self, served: Served, question: str,
+                            options: RetrieveOptions) -> None:
+        """PromptTooLongError, before any lock or search, when the question and history
+        alone leave no room in the window for the answer reserve."""
+        check_conversation(served.counter, [question, *(m.content for m in options.history)],
+                           served.context_window, self.settings.retrieval.answer_reserve)
 
     def _prompt_tokens(self, served: Served, messages: list[dict[str, str]]) -> int:
         c = served.counter

@@ -1,13 +1,16 @@
 """Load on the REST API over loopback: N concurrent clients for a bounded time against
-POST /v1/retrieve and POST /v1/query (and GET /healthz, the floor of the HTTP stack).
+POST /v1/retrieve and POST /v1/query (and GET /healthz, the floor of the HTTP stack), with
+GET /readyz and GET /v1/documents probed while the load runs.
 
 It starts everything itself on a temporary data dir: the store, ingested from `--data`
 (default: the built-in sample), a llama.cpp server with the shipped SmolLM2 (unless
 `--llm-url` names a running one) and the API under uvicorn on a free port. Each route is
-measured with 1 client (the baseline) and with `--clients`, so the table shows how
-throughput scales on this machine (the ratio), not only absolute numbers.
+measured with 1 client (the baseline) and with each of `--clients`, so the table shows how
+throughput scales on this machine (the ratio), not only absolute numbers. During every run
+one more client asks for /readyz and the document listing in turn (`--probe-every`): their
+latency under load is the second table.
 
-    .venv/bin/python bench/api_load.py --clients 8 --seconds 10
+    .venv/bin/python bench/api_load.py --routes retrieve --clients 8,100 --seconds 10
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import RESULTS, environment, log, table, write_results
+from _common import RESULTS, environment, int_list, log, table, write_results
 
 QUESTIONS = [
     "How long can the lighthouse lamp run on its reserve batteries?",
@@ -30,24 +33,27 @@ QUESTIONS = [
     "How long should sourdough proof?",
     "Can I take a city bike on the train?",
 ]
+PROBES = ("/readyz", "/v1/documents")
 
 
 @dataclass
-class Run:
-    route: str
-    clients: int
-    seconds: float = 0.0
+class Latencies:
+    """Latencies of the answered (200) requests and the count of the others."""
+
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
 
+    def add(self, status: int, took: float) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status == 200:
+            self.latencies.append(took)
+        else:
+            self.errors += 1
+
     @property
     def ok(self) -> int:
         return len(self.latencies)
-
-    @property
-    def throughput(self) -> float:
-        return self.ok / self.seconds if self.seconds else 0.0
 
     def pct(self, q: float) -> float:
         if not self.latencies:
@@ -56,13 +62,50 @@ class Run:
         return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000
 
 
-def load(url: str, route: str, clients: int, seconds: float, max_requests: int,
-         budget: int) -> Run:
-    """`clients` threads, each with its own connection, send requests back to back until
-    `seconds` pass or `max_requests` were sent in all."""
+@dataclass
+class Run(Latencies):
+    route: str = ""
+    clients: int = 0
+    seconds: float = 0.0
+    probes: dict[str, Latencies] = field(default_factory=dict)
+
+    @property
+    def throughput(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+
+def _send(c: object, route: str, body: dict[str, object]) -> int:
+    try:
+        r = c.get(route) if route in ("/healthz", *PROBES) \
+            else c.post(route, json=body)  # type: ignore[attr-defined]
+        return int(r.status_code)
+    except Exception:
+        return 0
+
+
+def probe(url: str, run: Run, every: float, stop: threading.Event) -> None:
+    """/readyz and GET /v1/documents in turn, one request every `every` seconds, until `stop`."""
     import httpx
 
-    run = Run(route, clients)
+    run.probes = {p: Latencies() for p in PROBES}
+    with httpx.Client(base_url=url, timeout=300) as c:
+        n = 0
+        while not stop.wait(every):
+            path = PROBES[n % len(PROBES)]
+            n += 1
+            started = time.perf_counter()
+            status = _send(c, path, {})
+            run.probes[path].add(status, time.perf_counter() - started)
+
+
+def load(url: str, route: str, clients: int, seconds: float, max_requests: int,
+         budget: int, probe_every: float = 0.0) -> Run:
+    """`clients` threads, each with its own connection, send requests back to back until
+    `seconds` pass or `max_requests` were sent in all (with `probe_every`, one more thread
+    probes /readyz and the listing meanwhile)."""
+    import httpx
+
+    run = Run(route=route, clients=clients)
     lock = threading.Lock()
     sent = [0]
     deadline = time.monotonic() + seconds
@@ -78,26 +121,25 @@ def load(url: str, route: str, clients: int, seconds: float, max_requests: int,
                 n += clients
                 body = {"question": QUESTIONS[n % len(QUESTIONS)], "budget_tokens": budget}
                 started = time.perf_counter()
-                try:
-                    r = (c.get(route) if route == "/healthz" else c.post(route, json=body))
-                    status = r.status_code
-                except Exception:
-                    status = 0
+                status = _send(c, route, body)
                 took = time.perf_counter() - started
                 with lock:
-                    run.statuses[status] = run.statuses.get(status, 0) + 1
-                    if status == 200:
-                        run.latencies.append(took)
-                    else:
-                        run.errors += 1
+                    run.add(status, took)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    stop = threading.Event()
+    prober = threading.Thread(target=probe, args=(url, run, probe_every, stop))
     started = time.perf_counter()
     for t in threads:
         t.start()
+    if probe_every:
+        prober.start()
     for t in threads:
         t.join()
     run.seconds = time.perf_counter() - started
+    stop.set()
+    if probe_every:
+        prober.join()
     return run
 
 
@@ -125,8 +167,8 @@ def start_api(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack)
              "tokenizer": str(llamacpp.model_path(cpu)) if not args.llm_url else "auto"},
         retrieval={"answer_reserve": args.answer_tokens},
         api={"max_budget_tokens": max(args.budget, 256)})
-    log(f"ingesting {args.data} ...")
-    report = ingest(settings, [Path(args.data)])
+    log(f"ingesting {', '.join(args.data)} ...")
+    report = ingest(settings, [Path(d) for d in args.data])
     log(f"  {report.count('new')} documents, {report.chunks} chunks")
     app = create_app(settings)
     url = stack.enter_context(serve_in_thread(app))
@@ -134,12 +176,40 @@ def start_api(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack)
     return url
 
 
+def _ms(x: float) -> str:
+    return f"{x:.0f}"
+
+
+def print_tables(runs: list[Run]) -> None:
+    base = {r.route: r.throughput for r in runs if r.clients == 1}
+    rows = [[r.route, r.clients, r.ok, r.errors, f"{r.throughput:.1f}",
+             f"{r.throughput / base[r.route]:.2f}x" if base.get(r.route) else "-",
+             _ms(r.pct(50)), _ms(r.pct(95)), _ms(r.pct(99))] for r in runs]
+    print(table(["route", "clients", "ok", "errors", "req/s", "vs 1 client", "p50 ms", "p95 ms",
+                 "p99 ms"], rows))
+    probed = [[r.route, r.clients, path, p.ok, p.errors, _ms(p.pct(50)), _ms(p.pct(99)),
+               _ms(max(p.latencies) * 1000) if p.latencies else "-"]
+              for r in runs for path, p in r.probes.items()]
+    if probed:
+        print()
+        print(table(["under load of", "clients", "probe", "ok", "errors", "p50 ms", "p99 ms",
+                     "max ms"], probed))
+
+
+def _summary(lat: Latencies) -> dict[str, object]:
+    return {"ok": lat.ok, "errors": lat.errors, "statuses": lat.statuses,
+            "p50_ms": lat.pct(50), "p95_ms": lat.pct(95), "p99_ms": lat.pct(99),
+            "mean_ms": statistics.fmean(lat.latencies) * 1000 if lat.latencies else None}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[1] / "app" / "sample"),
-                   help="files or folder to ingest (default: the built-in sample)")
-    p.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    p.add_argument("--data", nargs="+",
+                   default=[str(Path(__file__).resolve().parents[1] / "app" / "sample")],
+                   help="files or folders to ingest (default: the built-in sample)")
+    p.add_argument("--clients", type=int_list, default=[8, 100],
+                   help="comma list of concurrent clients, each run against 1 (default 8,100)")
     p.add_argument("--seconds", type=float, default=10.0,
                    help="seconds per route and concurrency (default 10)")
     p.add_argument("--max-requests", type=int, default=5000,
@@ -149,6 +219,8 @@ def main() -> int:
     p.add_argument("--budget", type=int, default=2048, help="budget_tokens of each request")
     p.add_argument("--answer-tokens", type=int, default=64,
                    help="answer reserve = most tokens per answer (default 64)")
+    p.add_argument("--probe-every", type=float, default=0.1,
+                   help="seconds between /readyz and listing probes under load (0: none)")
     p.add_argument("--llm-url", default=None, help="use this OpenAI-compatible server")
     p.add_argument("--llm-threads", type=int, default=1, help="llama.cpp threads (default 1)")
     args = p.parse_args()
@@ -160,25 +232,19 @@ def main() -> int:
         runs: list[Run] = []
         for route in chosen:
             load(url, route, 1, 300.0, 1, args.budget)  # warm-up: one request
-            for clients in sorted({1, args.clients}):
+            for clients in sorted({1, *args.clients}):
                 log(f"{route}: {clients} client(s), {args.seconds:g} s ...")
                 runs.append(load(url, route, clients, args.seconds, args.max_requests,
-                                 args.budget))
+                                 args.budget, args.probe_every))
 
-    base = {r.route: r.throughput for r in runs if r.clients == 1}
-    rows = [[r.route, r.clients, r.ok, r.errors, f"{r.throughput:.1f}",
-             f"{r.throughput / base[r.route]:.2f}x" if base.get(r.route) else "-",
-             f"{r.pct(50):.0f}", f"{r.pct(95):.0f}", f"{r.pct(99):.0f}"] for r in runs]
-    print(table(["route", "clients", "ok", "errors", "req/s", "vs 1 client", "p50 ms", "p95 ms",
-                 "p99 ms"], rows))
+    print_tables(runs)
     write_results(RESULTS / "api_load.json", {
         "environment": environment(), "args": vars(args),
-        "runs": [{"route": r.route, "clients": r.clients, "ok": r.ok, "errors": r.errors,
-                  "statuses": r.statuses, "seconds": r.seconds, "throughput": r.throughput,
-                  "p50_ms": r.pct(50), "p95_ms": r.pct(95), "p99_ms": r.pct(99),
-                  "mean_ms": statistics.fmean(r.latencies) * 1000 if r.latencies else None}
+        "runs": [{"route": r.route, "clients": r.clients, "seconds": r.seconds,
+                  "throughput": r.throughput, **_summary(r),
+                  "probes": {path: _summary(lat) for path, lat in r.probes.items()}}
                  for r in runs]})
-    return 1 if any(r.errors for r in runs) else 0
+    return 1 if any(r.errors or any(p.errors for p in r.probes.values()) for r in runs) else 0
 
 
 if __name__ == "__main__":

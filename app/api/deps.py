@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
+import anyio
 from fastapi import Depends, Request
 
 from app.api.jobs import JobManager
@@ -17,6 +19,8 @@ from core.errors import RagError
 from core.settings import Settings
 
 log = logging.getLogger("rag.api")
+T = TypeVar("T")
+ASIDE_THREADS = 8
 
 
 @dataclass
@@ -31,6 +35,15 @@ class ApiState:
     created: int = field(default_factory=lambda: int(time.time()))
     warm: threading.Event = field(default_factory=threading.Event)
     warm_error: str | None = None
+    aside: Any = None  # the CapacityLimiter of run_aside, made in the event loop
+    llm_check: tuple[float, tuple[bool, str]] | None = None  # (when, result) of /readyz's
+
+    async def run_aside(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs a blocking call on threads of its own: sync routes share one pool of 40,
+        which 100 clients' retrievals fill, and health and listing must not queue there."""
+        if self.aside is None:
+            self.aside = anyio.CapacityLimiter(ASIDE_THREADS)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self.aside)
 
     def warm_up(self) -> None:
         """Loads the embedder and reaches the LLM in the background after startup, so the
@@ -49,7 +62,9 @@ class ApiState:
             self.warm.set()
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
+    # async: FastAPI runs a sync dependency on the shared thread pool, where it would wait
+    # behind every running retrieval before even async routes (health, listing) could start.
     return request.app.state.api  # type: ignore[no-any-return]
 
 

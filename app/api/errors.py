@@ -98,6 +98,19 @@ def _validation_message(err: dict[str, Any]) -> tuple[str, str | None]:
     return (f"{param}: {msg}" if param else msg), param
 
 
+_PARSE_FAILED = "There was an error parsing the body"
+
+
+def _body_error(cause: BaseException | None) -> str:
+    """What FastAPI's generic "error parsing the body" was, in words a client can act on."""
+    if isinstance(cause, UnicodeDecodeError):
+        return (f"the body is not valid JSON: it is not UTF-8 (byte 0x{cause.object[cause.start]:02x} "
+                f"at position {cause.start})")
+    if isinstance(cause, RecursionError):
+        return "the body is not valid JSON here: its arrays or objects are nested too deeply"
+    return "the body cannot be read as JSON"
+
+
 def install(app: FastAPI) -> None:
     """Registers the handlers that turn every exception into the envelope."""
 
@@ -121,6 +134,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 400 and message == _PARSE_FAILED:
+            message = _body_error(exc.__cause__)
         if exc.status_code == 404 and message == "Not Found":
             message = "no such route"
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from app.api.metrics import Metrics
+from app.api.upload_files import upload_folder
 from core.settings import Settings
 from ingest.pipeline import FileResult, Progress, ingest
 
@@ -140,6 +141,7 @@ class JobManager:
         except (OSError, ValueError):
             return None
         pid = data.pop("pid", None)
+        data.pop("paths", None)
         if data.get("status") in ("queued", "running") and not _alive(pid):
             data["status"] = "failed"
             data["error"] = "the API process running this job stopped before it finished"
@@ -149,7 +151,8 @@ class JobManager:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             part = self.folder / f".{job.id}.{threading.get_ident()}.part"
-            part.write_text(json.dumps({**job.to_dict(), "pid": job.pid}))
+            part.write_text(json.dumps({**job.to_dict(), "pid": job.pid,
+                                        "paths": [str(p) for p in job.paths]}))
             os.replace(part, self.folder / f"{job.id}.json")
         except OSError as exc:  # progress on disk is a convenience; the job goes on
             log.warning("cannot write job %s: %s", job.id, exc)
@@ -165,6 +168,12 @@ class JobManager:
     def pending(self) -> int:
         with self._guard:
             return sum(1 for j in self._jobs.values() if j.status in ("queued", "running"))
+
+    def pending_paths(self) -> set[Path]:
+        """The files of this process's queued and running jobs."""
+        with self._guard:
+            return {p for j in self._jobs.values() if j.status in ("queued", "running")
+                    for p in j.paths}
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stops taking jobs and waits (bounded) for the running one; queued ones are dropped.
@@ -200,9 +209,21 @@ class JobManager:
         finally:
             store.release_held()
             job.finished_at = time.time()
+            self._remove_failed_files(job)
             self._save(job)
             if self.metrics is not None:
                 self.metrics.jobs.labels(job.status).inc()
+
+
+    def _remove_failed_files(self, job: Job) -> None:
+        """The uploaded files of a job that did not end stored: each file whose ingest
+        failed, and all not stored of a job that failed as a whole."""
+        stored = {Path(r.path).resolve() for r in job.results if r.status != "failed"}
+        failed = [Path(r.path) for r in job.results if r.status == "failed"]
+        if job.status == "failed":
+            failed += job.paths
+        upload_folder(self.settings.data_dir).remove(
+            [p for p in failed if p.resolve() not in stored])
 
 
 def _alive(pid: Any) -> bool:

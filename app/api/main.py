@@ -110,9 +110,10 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
             if branch.get("type") == "integer":
                 branch["minimum"] = api.min_budget_tokens
                 branch["maximum"] = api.max_budget_tokens
-    upload = schemas.get("Body_upload_v1_documents_post", {}).get("properties", {})
-    if "files" in upload:
-        upload["files"]["maxItems"] = api.max_files_per_upload
+    body = doc.get("paths", {}).get(UPLOAD_PATH, {}).get("post", {}).get("requestBody", {})
+    upload = body.get("content", {}).get("multipart/form-data", {}).get("schema", {})
+    if "files" in upload.get("properties", {}):
+        upload["properties"]["files"]["maxItems"] = api.max_files_per_upload
     if api.keys:
         doc.setdefault("components", {})["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer"}}

@@ -24,6 +24,10 @@ async def send_error(send: Send, status: int, message: str, code: str | None = N
     await send({"type": "http.response.body", "body": body})
 
 
+# A refused body is not drained: the server closes the connection, so the client stops sending.
+_CLOSE = ((b"connection", b"close"),)
+
+
 def _header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
@@ -79,7 +83,7 @@ class BodyLimitMiddleware:
                 await send_error(send, 400, "invalid Content-Length header")
                 return
             if size > limit:
-                await send_error(send, 413, too_large, code="body_too_large")
+                await send_error(send, 413, too_large, code="body_too_large", headers=_CLOSE)
                 return
         received = 0
         exceeded = False
@@ -111,4 +115,4 @@ class BodyLimitMiddleware:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await send_error(send, 413, too_large, code="body_too_large")
+            await send_error(send, 413, too_large, code="body_too_large", headers=_CLOSE)

@@ -1,20 +1,32 @@
-"""Documents: list, upload (ingested by a background job), job progress, delete."""
+"""Documents: list, upload (ingested by a background job), job progress, delete; the
+uploads whose ingest failed, listed and cleared."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, BinaryIO
 
-from fastapi import APIRouter, File, UploadFile
+import anyio
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
 
 from app.api.deps import ApiState, StateDep
 from app.api.errors import ApiError
+from app.api.jobs import Job
+from app.api.multipart import FIELD, read_files
 from app.api.routes_query import ERRORS
-from app.api.schemas import Deleted, DocumentList, ErrorEnvelope, JobAccepted, JobOut
+from app.api.schemas import (
+    Deleted,
+    DocumentList,
+    ErrorEnvelope,
+    JobAccepted,
+    JobOut,
+    LeftoverList,
+    LeftoversDeleted,
+)
+from app.api.upload_files import Leftover, upload_folder
 from app.api.uploads import check_content, safe_name
 
 router = APIRouter(tags=["documents"])
@@ -22,60 +34,56 @@ _ERRORS = {**ERRORS, 404: {"model": ErrorEnvelope}, 415: {"model": ErrorEnvelope
 
 
 def uploads_dir(state: ApiState) -> Path:
-    return Path(state.settings.data_dir) / "uploads"
+    return upload_folder(state.settings.data_dir).folder
 
 
 @router.get("/v1/documents", response_model=DocumentList, responses=ERRORS)
-def documents(state: StateDep) -> dict[str, Any]:
+async def documents(state: StateDep) -> dict[str, Any]:
     """Every stored document."""
-    docs = state.service.documents()
+    docs = await state.run_aside(state.service.documents)
     return {"data": [d.to_dict() for d in docs]}
 
 
-@router.post("/v1/documents", status_code=202, response_model=JobAccepted, responses=_ERRORS)
-def upload(files: Annotated[list[UploadFile], File(min_length=1, description="One or more files "
-                                                   "(PDF, DOCX, PPTX, HTML, Markdown, text, code).")],
-           state: StateDep) -> JSONResponse:
+_UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": [FIELD],
+    "properties": {FIELD: {"type": "array", "minItems": 1, "description": (
+        "One or more files (PDF, DOCX, PPTX, HTML, Markdown, text, code)."),
+        "items": {"type": "string", "format": "binary"}}}}}}}
+
+
+@router.post("/v1/documents", status_code=202, response_model=JobAccepted, responses=_ERRORS,
+             openapi_extra={"requestBody": _UPLOAD_BODY})
+async def upload(request: Request, state: StateDep) -> JSONResponse:
     """Upload files; they are ingested by a background job (poll GET /v1/jobs/{id}). The
-    same file name uploaded again updates that document (unchanged content is skipped)."""
+    same file name uploaded again updates that document (unchanged content is skipped).
+    A file over the size limit is refused (413) as soon as its bytes pass it."""
     api = state.settings.api
-    if not files:
-        raise ApiError(422, "files: no file was sent", param="files")
-    if len(files) > api.max_files_per_upload:
-        raise ApiError(422, f"files: {len(files)} files, over the limit of "
-                            f"{api.max_files_per_upload} per upload", param="files",
-                       code="too_many_files")
-    limit = int(api.max_upload_mb * 2**20)
-    checked: list[tuple[str, UploadFile]] = []
+    # Before a byte of the body is read: a store that does not answer is a 503.
+    await anyio.to_thread.run_sync(state.service.runtime.check_store)
+    files = await read_files(request.headers, request.stream(),
+                             int(api.max_upload_mb * 2**20), api.max_files_per_upload)
+    try:
+        job = await anyio.to_thread.run_sync(_accept, state, files)
+    finally:
+        for f in files:
+            f.file.close()
+    return JSONResponse({"job": job.to_dict()}, status_code=202,
+                        headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+def _accept(state: ApiState, files: list[UploadFile]) -> Job:
+    """Checks every file, then stores them all and queues their job: an upload is accepted
+    whole or not at all."""
+    checked: list[tuple[str, BinaryIO]] = []
     for f in files:
         name = safe_name(f.filename)
         if any(name == seen for seen, _ in checked):
             raise ApiError(422, f"files: '{name}' is sent twice", param="files",
                            code="duplicate_file")
-        size = f.size if f.size is not None else _size(f)
-        if size > limit:
-            raise ApiError(413, f"files: '{name}' is {size / 2**20:.1f} MB, over the limit of "
-                                f"{api.max_upload_mb:g} MB", param="files", code="file_too_large")
-        check_content(name, f.file, size)
-        checked.append((name, f))
-    # Every file is checked before any is stored: an upload is accepted whole or not at all.
-    folder = uploads_dir(state)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, f in checked:
-        final = folder / name
-        part = folder / f".{uuid.uuid4().hex}.part"
-        try:
-            with part.open("wb") as out:
-                f.file.seek(0)
-                shutil.copyfileobj(f.file, out, 1 << 20)
-            os.replace(part, final)  # atomic: a job reading the previous version sees it whole
-        finally:
-            part.unlink(missing_ok=True)
-        paths.append(final)
-    job = state.jobs.submit(paths)
-    return JSONResponse({"job": job.to_dict()}, status_code=202,
-                        headers={"Location": f"/v1/jobs/{job.id}"})
+        check_content(name, f.file, f.size if f.size is not None else _size(f))
+        checked.append((name, f.file))
+    paths = upload_folder(state.settings.data_dir).save(checked)
+    return state.jobs.submit(paths)
 
 
 def _size(f: UploadFile) -> int:
@@ -83,6 +91,25 @@ def _size(f: UploadFile) -> int:
     size = f.file.tell()
     f.file.seek(0)
     return size
+
+
+@router.get("/v1/uploads/failed", response_model=LeftoverList, responses=ERRORS)
+def failed_uploads(state: StateDep) -> dict[str, Any]:
+    """Files left in the uploads folder that no stored document and no pending job uses
+    (each with its job's reason, when one was written down)."""
+    return {"data": [x.to_dict() for x in _leftovers(state)]}
+
+
+@router.delete("/v1/uploads/failed", response_model=LeftoversDeleted, responses=ERRORS)
+def clear_failed_uploads(state: StateDep) -> dict[str, Any]:
+    """Removes the files GET /v1/uploads/failed lists."""
+    folder = upload_folder(state.settings.data_dir)
+    return {"deleted": folder.remove([folder.folder / x.name for x in _leftovers(state)])}
+
+
+def _leftovers(state: ApiState) -> list[Leftover]:
+    stored = {Path(d.source) for d in state.service.documents()}
+    return upload_folder(state.settings.data_dir).leftovers(stored, state.jobs.pending_paths())
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, responses=_ERRORS)

@@ -3,9 +3,9 @@ and /v1/config (what the UI needs to draw its controls)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
@@ -36,7 +36,21 @@ def _check_store(state: ApiState) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"
 
 
+LLM_CHECK_S = 2.0  # a reachable LLM is asked again after this long
+
+
 def _check_llm(state: ApiState) -> tuple[bool, str]:
+    """The LLM check, reused for LLM_CHECK_S while it passes: asking the server for its
+    models costs ~200 ms on a busy CPU server, which a probe every second would pay."""
+    kept = state.llm_check
+    if kept is not None and time.monotonic() - kept[0] < LLM_CHECK_S:
+        return kept[1]
+    result = _ask_llm(state)
+    state.llm_check = (time.monotonic(), result) if result[0] else None
+    return result
+
+
+def _ask_llm(state: ApiState) -> tuple[bool, str]:
     if not state.warm.is_set():
         return False, "starting (loading the embedder and reaching the LLM server)"
     llm = state.service.llm_client()
@@ -51,8 +65,8 @@ def _check_llm(state: ApiState) -> tuple[bool, str]:
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(state: StateDep) -> JSONResponse:
     """Ready when the store answers and an LLM server is reachable; 503 names what failed."""
-    store_ok, store_detail = await anyio.to_thread.run_sync(_check_store, state)
-    llm_ok, llm_detail = await anyio.to_thread.run_sync(_check_llm, state)
+    store_ok, store_detail = await state.run_aside(_check_store, state)
+    llm_ok, llm_detail = await state.run_aside(_check_llm, state)
     checks = {"qdrant": {"ok": store_ok, "detail": store_detail},
               "llm": {"ok": llm_ok, "detail": llm_detail}}
     if store_ok and llm_ok:

@@ -245,6 +245,21 @@ class JobAccepted(BaseModel):
     job: JobOut
 
 
+class LeftoverOut(BaseModel):
+    name: str = Field(description="The file's name in the uploads folder.")
+    size: int
+    modified_at: float
+    reason: str | None = Field(description="Why its ingest failed, when a job said so.")
+
+
+class LeftoverList(BaseModel):
+    data: list[LeftoverOut]
+
+
+class LeftoversDeleted(BaseModel):
+    deleted: list[str]
+
+
 class Defaults(BaseModel):
     budget_tokens: int
     layout: Layout

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import tempfile
-import threading
 import time
 import uuid
 from contextlib import AbstractContextManager, nullcontext
@@ -73,7 +72,7 @@ class Evaluation:
     store and embedder access with other threads (the API's runtime lock)."""
 
     def __init__(self, settings: Settings, store: Store, embedder: Any, served: Served,
-                 llm: LLMClient | None = None, lock: threading.RLock | None = None,
+                 llm: LLMClient | None = None, lock: AbstractContextManager[Any] | None = None,
                  progress: EvalProgress | None = None):
         self.settings = settings
         self.store = store

@@ -92,14 +92,35 @@ def test_unknown_routes_and_methods_are_envelopes(client: httpx.Client) -> None:
     assert_envelope(client.delete("/v1/documents/0000000000000000"), 404)
 
 
-def test_invalid_content_length_is_a_400_envelope(sample_api: Any) -> None:
+def _raw_reply(url: str, request: bytes) -> bytes:
     import socket
 
-    host, port = sample_api.url.removeprefix("http://").split(":")
+    host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(b"POST /v1/retrieve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 10\r\nContent-Length: 20\r\nConnection: close\r\n\r\n")
+        s.sendall(request)
         reply = b""
         while chunk := s.recv(65536):
             reply += chunk
-    assert reply.startswith(b"HTTP/1.1 400")
+    return reply
+
+
+@pytest.mark.parametrize("lengths", [b"Content-Length: 10\r\nContent-Length: 20\r\n",
+                                     b"Content-Length: abc\r\n", b"Content-Length: -5\r\n"])
+def test_invalid_content_length_is_a_400_envelope(sample_api: Any, lengths: bytes) -> None:
+    reply = _raw_reply(sample_api.url, b"POST /v1/retrieve HTTP/1.1\r\nHost: x\r\n"
+                       b"Content-Type: application/json\r\n" + lengths
+                       + b"Connection: close\r\n\r\n")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in head.lower()
+    err = json.loads(body)["error"]
+    assert err["code"] == "invalid_http" and "Content-Length" in err["message"]
+
+
+@pytest.mark.parametrize(("raw", "words"), [
+    (b'{"question": "caf\xe9 au lait"}', "not UTF-8 (byte 0xe9 at position 17)"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+])
+def test_undecodable_json_says_why(client: httpx.Client, raw: bytes, words: str) -> None:
+    r = client.post("/v1/retrieve", content=raw, headers={"content-type": "application/json"})
+    err = assert_envelope(r, 400, code="bad_request")
+    assert words in err["message"] and "There was an error" not in err["message"]

@@ -21,9 +21,11 @@ def serve_in_thread(app: FastAPI, timeout_s: float = 30) -> Iterator[str]:
     base URL once /healthz answers."""
     import uvicorn
 
+    from app.api.server import HTTP_PROTOCOL
+
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                          lifespan="on"))
+                                          lifespan="on", http=HTTP_PROTOCOL))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
