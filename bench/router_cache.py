@@ -50,10 +50,15 @@ def conversations(data: Path, count: int, words: int) -> list[list[dict[str, str
               + " ".join(p.read_text(errors="replace").split()[:words])}] for p in essays]
 
 
-def _served(servers: list[llamacpp.RunningServer]) -> list[list[str]]:
-    """Each server's log lines about requests since the last call (a log keeps 200 lines, so
-    each is read and cleared around every request)."""
-    lines = [[line for line in s.log if "POST /v1/chat/completions HTTP" in line
+def _served(servers: list[llamacpp.RunningServer], wait_s: float = 0.0) -> list[list[str]]:
+    """Each server's log lines about requests since the last call; with `wait_s`, first waits
+    (that long at most) for a server to log its prompt timing, which llama.cpp prints after
+    the answer has gone out. A log keeps 200 lines, so each is read and cleared per request."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and not any(
+            EVALUATED.search(line) for s in servers for line in list(s.log)):
+        time.sleep(0.02)
+    lines = [[line for line in list(s.log) if "POST /v1/chat/completions HTTP" in line
               or PREFIX.search(line) or EVALUATED.search(line)] for s in servers]
     for s in servers:
         s.log.clear()
@@ -95,7 +100,7 @@ def _converse(name: str, client: LLMClient, servers: list[llamacpp.RunningServer
             text, _ = client.chat(messages, max_tokens=args.max_tokens, temperature=0.0)
             took = time.perf_counter() - started
             messages.append({"role": "assistant", "content": text})
-            after = _served(servers)
+            after = _served(servers, wait_s=5.0)
             where = next(i for i in range(len(servers)) if after[i])
             new = after[where]
             hit = sum(int(m.group(1)) for m in map(PREFIX.search, new) if m)
