@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from app.cli_help import tidy as tidy_help
 from app.mcp_command import register as register_mcp
 from app.terminal import printable, printable_text
 from core.choices import ContextMode, Layout, SearchMode
@@ -91,7 +92,8 @@ def _with_collection(collection: str | None) -> Settings:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
+    paths: Annotated[list[Path], typer.Argument(
+        metavar="PATH", help="Files and folders to ingest.")],
     collection: Annotated[str | None, typer.Option(help="Collection (corpus) to write to.")] = None,
     prune: Annotated[bool, typer.Option(
         "--prune", help="Remove stored documents whose files are gone.")] = False,
@@ -544,7 +546,9 @@ def main() -> None:
     _silence_warnings()
     _install_signal_handlers()
     try:
-        app()
+        command = typer.main.get_command(app)
+        tidy_help(command)
+        command(prog_name="rag")
     except RagError as exc:
         err.print(f"error: {printable(exc)}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
