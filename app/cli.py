@@ -13,8 +13,6 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from app.cli_help import tidy as tidy_help
 from app.mcp_command import register as register_mcp
@@ -45,6 +43,9 @@ _C = TypeVar("_C", bound=StrEnum)
 LAYOUT_HELP = " | ".join(Layout)
 MODE_HELP = "Search mode: " + " | ".join(SearchMode)
 CONTEXT_HELP = " | ".join(ContextMode)
+FILTER_HELP = ("document=ID, path=PATTERN or type=pdf,docx; repeatable. A path glob (* ? [) "
+               "matches the whole path when absolute, else its end ('*report*', "
+               "'docs/*.pdf'); without one, path= is a folder or file prefix.")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -124,7 +125,11 @@ def documents_list(
     collection: Annotated[str | None, typer.Option(help="Collection to list.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List stored documents."""
+    """List stored documents.
+
+    On a terminal, a table fitted to its width (paths relative to the current folder or
+    their common folder); in a pipe, one tab-separated line per document: id, type, pages,
+    chunks, tokens, ingested, source (absolute)."""
     from ingest.documents import list_documents
     from ingest.store import open_store
 
@@ -140,14 +145,9 @@ def documents_list(
     if not docs:
         out.print(f"No documents in collection '{s.store.collection}'.")
         return
-    table = Table("id", "type", "pages", "chunks", "tokens", "ingested", "source")
-    table.columns[0].no_wrap = True
-    table.columns[5].no_wrap = True
-    table.columns[6].overflow = "fold"
-    for d in docs:
-        table.add_row(d.document_id, d.type, str(d.pages or ""), str(d.chunks), f"{d.tokens:,}",
-                      d.ingested_at[:10], escape(printable(d.source)))
-    out.print(table)
+    from app.console import print_documents
+
+    print_documents(out, docs, os.getcwd())
 
 
 @documents_app.command("delete")
@@ -202,7 +202,7 @@ def retrieve(
     context: Annotated[str | None, typer.Option(
         help=CONTEXT_HELP + " (auto: whole documents when they fit)")] = None,
     filters: Annotated[list[str] | None, typer.Option(
-        "--filter", help="document=ID, path=PREFIX_OR_GLOB or type=pdf,docx; repeatable.")] = None,
+        "--filter", help=FILTER_HELP)] = None,
     collection: Annotated[str | None, typer.Option(help="Collection to search.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     show_text: Annotated[bool, typer.Option("--text", help="Print the passages' text.")] = False,
@@ -264,7 +264,7 @@ def ask(
     mode: Annotated[str | None, typer.Option(help=MODE_HELP)] = None,
     context: Annotated[str | None, typer.Option(help=CONTEXT_HELP)] = None,
     filters: Annotated[list[str] | None, typer.Option(
-        "--filter", help="document=ID, path=PREFIX_OR_GLOB or type=pdf,docx; repeatable.")] = None,
+        "--filter", help=FILTER_HELP)] = None,
     collection: Annotated[str | None, typer.Option(help="Collection to search.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end.")] = False,
 ) -> None:
@@ -282,7 +282,7 @@ def chat(
         "--budget", min=1, help="Requested context budget in tokens.")] = None,
     layout: Annotated[str | None, typer.Option(help=LAYOUT_HELP)] = None,
     filters: Annotated[list[str] | None, typer.Option(
-        "--filter", help="document=ID, path=PREFIX_OR_GLOB or type=pdf,docx; repeatable.")] = None,
+        "--filter", help=FILTER_HELP)] = None,
     collection: Annotated[str | None, typer.Option(help="Collection to search.")] = None,
 ) -> None:
     """An interactive conversation; follow-up questions see the history. /new starts over,
