@@ -99,24 +99,36 @@ def ingest(
     prune: Annotated[bool, typer.Option(
         "--prune", help="Remove stored documents whose files are gone.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Then keep watching: changed files are ingested, deleted ones removed, "
+        "moved ones renamed (nothing embedded again), one line each; Ctrl-C stops.")] = False,
 ) -> None:
     """Parse, chunk, embed and store documents; unchanged files are skipped.
 
     Exit codes: 0 every file was handled (ingested, unchanged or skipped as unsupported
     inside a folder); 1 some files failed (each is listed with its reason); 2 usage or
-    settings error.
+    settings error. With --watch: 0 when Ctrl-C stops it.
     """
     from app import tracing
     from app.console import IngestProgress, print_ingest_report
     from core.tracing import span
     from ingest.pipeline import ingest as run_ingest
 
+    if watch:
+        from app.watch import check_watchable
+
+        check_watchable(paths)
     s = _with_collection(collection)
     tracing.enable(s)
     with IngestProgress(err, enabled=not quiet and err.is_terminal) as progress, \
             span("rag.ingest", rag__paths=len(paths)):
         report = run_ingest(s, paths, prune=prune, progress=progress)
     print_ingest_report(out, err, report)
+    if watch:
+        from app.watch import watch as watch_paths
+
+        watch_paths(s, paths, out, err)
+        raise typer.Exit(0)
     raise typer.Exit(1 if report.failed else 0)
 
 
