@@ -13,9 +13,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from app.cli_help import tidy as tidy_help
 from app.mcp_command import register as register_mcp
 from app.terminal import printable, printable_text
 from core.choices import ContextMode, Layout, SearchMode
@@ -44,6 +43,9 @@ _C = TypeVar("_C", bound=StrEnum)
 LAYOUT_HELP = " | ".join(Layout)
 MODE_HELP = "Search mode: " + " | ".join(SearchMode)
 CONTEXT_HELP = " | ".join(ContextMode)
+FILTER_HELP = ("document=ID, path=PATTERN or type=pdf,docx; repeatable. A path glob (* ? [) "
+               "matches the whole path when absolute, else its end ('*report*', "
+               "'docs/*.pdf'); without one, path= is a folder or file prefix.")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -91,29 +93,42 @@ def _with_collection(collection: str | None) -> Settings:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
+    paths: Annotated[list[Path], typer.Argument(
+        metavar="PATH", help="Files and folders to ingest.")],
     collection: Annotated[str | None, typer.Option(help="Collection (corpus) to write to.")] = None,
     prune: Annotated[bool, typer.Option(
         "--prune", help="Remove stored documents whose files are gone.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Then keep watching: changed files are ingested, deleted ones removed, "
+        "moved ones renamed (nothing embedded again), one line each; Ctrl-C stops.")] = False,
 ) -> None:
     """Parse, chunk, embed and store documents; unchanged files are skipped.
 
     Exit codes: 0 every file was handled (ingested, unchanged or skipped as unsupported
     inside a folder); 1 some files failed (each is listed with its reason); 2 usage or
-    settings error.
+    settings error. With --watch: 0 when Ctrl-C stops it.
     """
     from app import tracing
     from app.console import IngestProgress, print_ingest_report
     from core.tracing import span
     from ingest.pipeline import ingest as run_ingest
 
+    if watch:
+        from app.watch import check_watchable
+
+        check_watchable(paths)
     s = _with_collection(collection)
     tracing.enable(s)
     with IngestProgress(err, enabled=not quiet and err.is_terminal) as progress, \
             span("rag.ingest", rag__paths=len(paths)):
         report = run_ingest(s, paths, prune=prune, progress=progress)
     print_ingest_report(out, err, report)
+    if watch:
+        from app.watch import watch as watch_paths
+
+        watch_paths(s, paths, out, err)
+        raise typer.Exit(0)
     raise typer.Exit(1 if report.failed else 0)
 
 
@@ -122,7 +137,11 @@ def documents_list(
     collection: Annotated[str | None, typer.Option(help="Collection to list.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List stored documents."""
+    """List stored documents.
+
+    On a terminal, a table fitted to its width (paths relative to the current folder or
+    their common folder); in a pipe, one tab-separated line per document: id, type, pages,
+    chunks, tokens, ingested, source (absolute)."""
     from ingest.documents import list_documents
     from ingest.store import open_store
 
@@ -138,14 +157,9 @@ def documents_list(
     if not docs:
         out.print(f"No documents in collection '{s.store.collection}'.")
         return
-    table = Table("id", "type", "pages", "chunks", "tokens", "ingested", "source")
-    table.columns[0].no_wrap = True
-    table.columns[5].no_wrap = True
-    table.columns[6].overflow = "fold"
-    for d in docs:
-        table.add_row(d.document_id, d.type, str(d.pages or ""), str(d.chunks), f"{d.tokens:,}",
-                      d.ingested_at[:10], escape(printable(d.source)))
-    out.print(table)
+    from app.console import print_documents
+
+    print_documents(out, docs, os.getcwd())
 
 
 @documents_app.command("delete")
@@ -200,7 +214,7 @@ def retrieve(
     context: Annotated[str | None, typer.Option(
         help=CONTEXT_HELP + " (auto: whole documents when they fit)")] = None,
     filters: Annotated[list[str] | None, typer.Option(
-        "--filter", help="document=ID, path=PREFIX_OR_GLOB or type=pdf,docx; repeatable.")] = None,
+        "--filter", help=FILTER_HELP)] = None,
     collection: Annotated[str | None, typer.Option(help="Collection to search.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     show_text: Annotated[bool, typer.Option("--text", help="Print the passages' text.")] = False,
@@ -262,7 +276,7 @@ def ask(
     mode: Annotated[str | None, typer.Option(help=MODE_HELP)] = None,
     context: Annotated[str | None, typer.Option(help=CONTEXT_HELP)] = None,
     filters: Annotated[list[str] | None, typer.Option(
-        "--filter", help="document=ID, path=PREFIX_OR_GLOB or type=pdf,docx; repeatable.")] = None,
+        "--filter", help=FILTER_HELP)] = None,
     collection: Annotated[str | None, typer.Option(help="Collection to search.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end.")] = False,
 ) -> None:
@@ -280,7 +294,7 @@ def chat(
         "--budget", min=1, help="Requested context budget in tokens.")] = None,
     layout: Annotated[str | None, typer.Option(help=LAYOUT_HELP)] = None,
     filters: Annotated[list[str] | None, typer.Option(
-        "--filter", help="document=ID, path=PREFIX_OR_GLOB or type=pdf,docx; repeatable.")] = None,
+        "--filter", help=FILTER_HELP)] = None,
     collection: Annotated[str | None, typer.Option(help="Collection to search.")] = None,
 ) -> None:
     """An interactive conversation; follow-up questions see the history. /new starts over,
@@ -547,7 +561,9 @@ def main() -> None:
     _silence_warnings()
     _install_signal_handlers()
     try:
-        app()
+        command = typer.main.get_command(app)
+        tidy_help(command)
+        command(prog_name="rag")
     except RagError as exc:
         err.print(f"error: {printable(exc)}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -16,7 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from app.terminal import printable, printable_text
+from app.terminal import middle_truncated, printable, printable_text, shown_paths
 from ingest.pipeline import FileResult, IngestReport
 from ingest.pipeline import Progress as PipelineProgress
 from retrieval.packer import where
@@ -106,6 +106,49 @@ def print_ingest_report(out: Console, err: Console, report: IngestReport) -> Non
     else:
         out.print(f"Embedded {report.embedded:,} chunks; {report.cached:,} came from the "
                   "embedding cache.")
+
+
+def document_rows(docs: list[Any]) -> list[str]:
+    """The documents as tab-separated lines (id, type, pages, chunks, tokens, ingested,
+    source), for a pipe: whole absolute paths, control characters and tabs escaped."""
+    return ["\t".join((d.document_id, d.type, str(d.pages or ""), str(d.chunks), str(d.tokens),
+                       d.ingested_at, printable(d.source))) for d in docs]
+
+
+NARROW = 100  # below this many columns the ingested date is left out of the table
+_GAP = 2  # columns apart
+
+
+def documents_table(docs: list[Any], width: int, cwd: str) -> tuple[str, Table]:
+    """(the folder paths are shown under, the table) fitted to `width` columns: the source
+    column takes what the others leave and long paths lose their middle, not their ends."""
+    base, sources = shown_paths([d.source for d in docs], cwd)
+    header = ["id", "type", "pages", "chunks", "tokens", "ingested"]
+    rows = [[d.document_id, d.type, str(d.pages or ""), str(d.chunks), f"{d.tokens:,}",
+             d.ingested_at[:10]] for d in docs]
+    if width < NARROW:
+        header, rows = header[:-1], [r[:-1] for r in rows]
+    used = sum(max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header))
+    room = max(width - used - _GAP * len(header), len("source"))
+    table = Table(box=None, pad_edge=False, padding=(0, _GAP // 2), header_style="bold")
+    for name in header:
+        table.add_column(name, no_wrap=True, justify="right" if name in (
+            "pages", "chunks", "tokens") else "left")
+    table.add_column("source", no_wrap=True, overflow="ellipsis")
+    for row, source in zip(rows, sources, strict=True):
+        table.add_row(*row, escape(middle_truncated(printable(source), room)))
+    return base, table
+
+
+def print_documents(out: Console, docs: list[Any], cwd: str) -> None:
+    """The documents as a table on a terminal, as tab-separated rows in a pipe."""
+    if not out.is_terminal:
+        out.file.write("".join(line + "\n" for line in document_rows(docs)))  # rich expands tabs
+        return
+    base, table = documents_table(docs, out.width, cwd)
+    if base and base != cwd:
+        out.print(f"under {printable(base)}/", markup=False, style="dim", soft_wrap=True)
+    out.print(table)
 
 
 def print_retrieval(out: Console, result: Any, show_text: bool) -> None:

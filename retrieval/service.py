@@ -115,6 +115,18 @@ def _glob(pattern: str) -> bool:
     return any(ch in pattern for ch in "*?[")
 
 
+def path_matches(source: str, pattern: str) -> bool:
+    """Whether the stored absolute `source` matches a path filter. A glob (* ? [) that is
+    absolute matches the whole path; a relative one matches its tail, as `find -path` and
+    git do (`*report*`, `docs/*.pdf`, `q3.pdf`); `*` also crosses folders. Without a glob it
+    is a prefix, a relative one taken from the current folder."""
+    if _glob(pattern):
+        if os.path.isabs(pattern):
+            return fnmatch.fnmatchcase(source, pattern)
+        return fnmatch.fnmatchcase(source, "*/" + pattern.removeprefix("./"))
+    return source.startswith(os.path.abspath(pattern) if not os.path.isabs(pattern) else pattern)
+
+
 MAX_QUESTION_CHARS = 8000  # the API schema declares this bound too (app/api/schemas.py)
 
 
@@ -166,13 +178,7 @@ class Retriever:
             types = {t.lower().lstrip(".") for t in f.types}
             chosen = [d for d in chosen if d.type in types]
         if f.path:
-            pattern = f.path
-            if not os.path.isabs(pattern):
-                pattern = os.path.abspath(pattern)
-            if _glob(f.path):
-                chosen = [d for d in chosen if fnmatch.fnmatch(d.source, pattern)]
-            else:
-                chosen = [d for d in chosen if d.source.startswith(pattern)]
+            chosen = [d for d in chosen if path_matches(d.source, f.path)]
         return chosen
 
     # -- the whole job, stage by stage ---------------------------------------------------

@@ -55,7 +55,8 @@ class FiltersIn(_Text):
     document_ids: list[str] = Field(default_factory=list, max_length=1000,
                                     description="Only these document ids.")
     path: str | None = Field(None, max_length=4096,
-                             description="Source path prefix, or a glob when it has * ? [.")
+                             description="Source path prefix, or a glob when it has * ? [ "
+                             "(a relative glob matches the path's end).")
     types: list[str] = Field(default_factory=list, max_length=32,
                              description="Only these types: pdf, docx, pptx, html, markdown, "
                                          "text, code.")
