@@ -6,7 +6,7 @@ when tracing is switched on.
 Spans of a question (parents given explicitly: an answer is a generator that the API may
 resume on another thread, so only blocks that do not yield are made current):
 `rag.query` > `rag.retrieve` (budget, tokens packed, candidates, passages; inside it the
-components' `rag.embed` and `rag.search`, core/tracing.py), `rag.llm` (model, tokens,
+components' `rag.embed`, `rag.search` and `rag.pack`, core/tracing.py), `rag.llm` (model, tokens,
 cached tokens, time to first token) and `rag.citations`. HTTP routes get FastAPI's own
 server spans, the parent of `rag.query`. `rag ingest` is `rag.ingest` > `rag.parse` per
 file, `rag.embed` and `rag.upsert` per batch.

@@ -23,6 +23,7 @@ the flip to live.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import errno
 import hashlib
@@ -673,7 +674,10 @@ class _Background:
                 return
             self._out.put(None)
 
-        self._thread = threading.Thread(target=work, name="ingest-parse", daemon=True)
+        # The caller's context goes along, so the parse thread's spans (rag.parse) belong to
+        # the caller's trace (rag.ingest).
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(work,),
+                                        name="ingest-parse", daemon=True)
 
     def idle(self) -> bool:
         """True while the next event is still being made (nothing ready to take)."""

@@ -16,6 +16,7 @@ from typing import Any
 from core.choices import ContextMode, Layout, SearchMode
 from core.errors import SettingsError
 from core.settings import Settings
+from core.tracing import attributes, span
 from ingest.embedder import check_store_embedding
 from ingest.payload import ChunkPayload, manifest, point_id
 from ingest.sparse import SparseEncoder
@@ -359,8 +360,13 @@ class Retriever:
     def _pack(self, packer: Packer, hits: list[Hit], neighbours: int, available: int) -> Packing:
         chunks = {(h.chunk.document_id, h.chunk.index): h.chunk for h in hits}
         asked = set(chunks)  # positions fetched (or known) already
-        return packer.pack(hits, chunks, available,
-                           load=lambda batch: self._neighbours(batch, neighbours, asked))
+        with span("rag.pack", rag__hits=len(hits), rag__available_tokens=available) as traced:
+            packing = packer.pack(hits, chunks, available,
+                                  load=lambda batch: self._neighbours(batch, neighbours, asked))
+            traced.set_attributes(attributes({"rag__tokens_packed": packing.used_tokens,
+                                              "rag__passages": len(packing.passages),
+                                              "rag__neighbours_fetched": len(asked) - len(hits)}))
+        return packing
 
     MAX_KEPT_VECTORS = 16  # a question and its sub-queries, for the wider searches
 

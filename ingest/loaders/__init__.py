@@ -137,6 +137,8 @@ def load_path(path: Path, options: LoadOptions | None = None) -> LoadedDocument:
     found = _format_of(path)
     if found is None or found.type not in _STREAMED:
         return load(path, path.read_bytes(), options)
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise LoadError("empty file")
-    return stream_text(path, found.type)
+    with span("rag.parse", rag__file_type=found.type, rag__bytes=size, rag__streamed=True):
+        return stream_text(path, found.type)  # opened here; its text is read as it is chunked

@@ -93,11 +93,13 @@ def test_a_query_records_its_stages_under_the_request(api_url: str,
         "rag.retrieve", "rag.llm", "rag.citations"]
     retrieving = by_name(spans, "rag.retrieve")
     inside = {s.name for s in children(spans, retrieving)}
-    assert {"rag.embed", "rag.search"} <= inside
+    assert {"rag.embed", "rag.search", "rag.pack"} <= inside
+    packed = by_name(spans, "rag.pack").attributes or {}
     ledger = response.json()["ledger"]
     retrieve = retrieving.attributes or {}
     assert retrieve["rag.tokens_packed"] == ledger["used_tokens"] > 0
     assert retrieve["rag.passages"] == len(ledger["passages"])
+    assert packed["rag.tokens_packed"] == ledger["used_tokens"]
     llm = by_name(spans, "rag.llm").attributes or {}
     assert llm["gen_ai.request.model"] == response.json()["model"]
     assert llm["rag.time_to_first_token_s"] > 0
@@ -125,10 +127,10 @@ def test_rag_ingest_records_embed_and_upsert_batches_under_one_span(
     spans = exporter.get_finished_spans()
     root = by_name(spans, "rag.ingest")
     below = children(spans, root)
-    # Parsing runs on the pipeline's read-ahead thread, which does not carry the trace
-    # context: each file's parse is a trace of its own.
+    # Parsing runs on the pipeline's read-ahead thread, which carries the trace along.
     parsed = [s for s in spans if s.name == "rag.parse"]
     assert len(parsed) == len(list(sample_dir().iterdir()))
+    assert all(s.parent is not None and s.parent.span_id == root.context.span_id for s in parsed)
     assert all((s.attributes or {})["rag.bytes"] > 0 for s in parsed)
     embedded = sum(int((s.attributes or {})["rag.texts"]) for s in below if s.name == "rag.embed")
     upserted = sum(int((s.attributes or {})["rag.points"]) for s in below if s.name == "rag.upsert")
