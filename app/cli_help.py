@@ -1,6 +1,7 @@
 """How `rag --help` reads: paragraphs flow to the terminal's width (docstrings are wrapped
 for the source, not for the screen), a command's line in a list is its first sentence, and
-flags show no `<bool>` value they do not take."""
+flags show no `<bool>` value they do not take, and values are named as argparse and git name
+them (`--budget BUDGET`, `QUESTION`), not by Python type (`<int>`, `{question}`)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ def tidy(command: Any) -> None:
     for param in command.params:
         if getattr(param, "is_flag", False):
             param.metavar = ""
+        elif param.metavar is None and param.name:
+            param.metavar = param.name.upper()
+        if getattr(param, "param_type_name", "") == "argument" and hasattr(param, "display_type_rich"):
+            param.display_type_rich = lambda ctx: None  # its name says it (QUESTION, PATH)
         if getattr(param, "help", None):
             param.help = flowing(param.help)
     _flag_help_option(command)

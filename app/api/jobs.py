@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from app.api.metrics import Metrics
 from app.api.upload_files import upload_folder
 from core.settings import Settings
+from core.tracing import span
 from ingest.pipeline import FileResult, Progress, ingest
 
 if TYPE_CHECKING:
@@ -198,8 +199,10 @@ class JobManager:
         runtime = self.service.runtime
         store = runtime.locked_store()
         try:
-            ingest(self.settings, job.paths, progress=_JobProgress(job, self._save), store=store,
-                   embedder=runtime.locked_embedder())
+            # The job's own trace (it runs after the upload's request has been answered).
+            with span("rag.ingest", rag__paths=len(job.paths), rag__job=job.id):
+                ingest(self.settings, job.paths, progress=_JobProgress(job, self._save), store=store,
+                       embedder=runtime.locked_embedder())
             job.status = "done"
         except Exception as exc:  # the job reports it; the server goes on
             from app.api.errors import from_exception

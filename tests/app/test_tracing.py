@@ -173,3 +173,24 @@ def test_an_endpoint_exports_spans_over_otlp_http(tmp_path: Path) -> None:
     assert [(path, kind) for path, kind, _ in received] == [("/v1/traces",
                                                               "application/x-protobuf")]
     assert received[0][2] > 0
+
+
+def test_an_upload_job_is_a_trace_of_its_own_with_its_batches(
+        api_url: str, exporter: InMemorySpanExporter) -> None:
+    exporter.clear()
+    with httpx.Client(base_url=api_url, timeout=120) as client:
+        answer = client.post("/v1/documents", files=[("files", (
+            "tide-table.md", b"# Tide table\n\nHigh water at the north pier is at 06:40 and 19:05.\n"))])
+        assert answer.status_code == 202, answer.text
+        job = answer.json()["job"]
+        for _ in range(1200):
+            if job["status"] not in ("queued", "running"):
+                break
+            threading.Event().wait(0.1)
+            job = client.get(f"/v1/jobs/{job['id']}").json()
+    assert job["status"] == "done", job
+    spans = exporter.get_finished_spans()
+    root = next(s for s in spans if s.name == "rag.ingest")
+    assert (root.attributes or {})["rag.job"] == job["id"]
+    below = {s.name for s in children(spans, root)}
+    assert {"rag.parse", "rag.embed", "rag.upsert"} <= below
