@@ -117,16 +117,34 @@ HUGE_HISTORY = [{"role": "user", "content": "lantern " * 9000},
                 {"role": "assistant", "content": "noted"}]
 
 
+def _history_past_the_window_only_with_its_template() -> list[dict[str, str]]:
+    """200 turns whose text alone passes the early check (question and history within the
+    window less the answer reserve), while the chat template's tokens around each turn push
+    the whole prompt past the 8k window: a failure that only the prompt count finds."""
+    from core.settings import CPUServerSettings
+    from ingest.tokenizer import load_gguf_counter
+    from serving.llamacpp import model_path
+
+    counter = load_gguf_counter(str(model_path(CPUServerSettings())))
+    per_word = counter.count("lantern " * 100) / 100
+    words = int(7600 / 200 / per_word)
+    return [{"role": ("user", "assistant")[i % 2], "content": "lantern " * words} for i in range(200)]
+
+
 def test_an_error_after_the_stream_started_is_an_error_event(client: httpx.Client) -> None:
-    # The conversation alone overflows the 8k window: retrieval still runs (nothing fits),
-    # the prompt check fails after the retrieval event went out.
-    r = client.post("/v1/query", json={"question": QUESTION, "history": HUGE_HISTORY,
-                                       "stream": True, **SMALL})
+    r = client.post("/v1/query", json={"question": QUESTION, "stream": True, **SMALL,
+                                       "history": _history_past_the_window_only_with_its_template()})
     assert r.status_code == 200
     events = sse_events(r)
     assert [e for e, _ in events] == ["retrieval", "error"]
     err = json.loads(events[1][1])["error"]
     assert err["code"] == "context_length_exceeded" and "8,192" in err["message"]
+
+
+def test_a_conversation_too_long_by_itself_is_refused_before_the_stream(client: httpx.Client) -> None:
+    r = client.post("/v1/query", json={"question": QUESTION, "history": HUGE_HISTORY,
+                                       "stream": True, **SMALL})
+    assert_envelope(r, 413, code="context_length_exceeded")
 
 
 def test_the_same_error_without_streaming_is_a_413_envelope(client: httpx.Client) -> None:
