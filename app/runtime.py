@@ -18,6 +18,7 @@ two ingest writes. The document listing is kept as of the store's last write, so
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -171,7 +172,7 @@ class LockedEmbedder:
     """An embedder with each batch (a question's too) under `lock`: one model must not run
     two batches at once (the torch backend's tokenizer is not reentrant)."""
 
-    def __init__(self, embedder: Any, lock: threading.Lock):
+    def __init__(self, embedder: Any, lock: AbstractContextManager[Any]):
         self._embedder = embedder
         self._lock = lock
 

@@ -61,21 +61,31 @@ def ingest(client: ApiClient, files: list[tuple[str, bytes, str | None]],
            sleep: Callable[[float], Any] = time.sleep) -> dict[str, Any]:
     """Uploads `files`, then polls the job until it is done or failed, calling
     `report(text, share)` on every change. Returns the finished job."""
-    job = client.upload(files)
-    deadline = time.monotonic() + settings.ingest_timeout_s
+    late = ApiError(f"Ingestion did not finish within {settings.ingest_timeout_s:.0f} s.",
+                    hint="It goes on in the API; reload this page later to see the files.")
+    return poll(client.upload(files), client.job, progress, report, settings.ingest_timeout_s,
+                late, settings.poll_interval_s, sleep)
+
+
+def poll(job: dict[str, Any], fetch: Callable[[str], dict[str, Any]],
+         describe: Callable[[dict[str, Any]], tuple[str, float]],
+         report: Callable[[str, float], Any], timeout_s: float, late: ApiError, every_s: float,
+         sleep: Callable[[float], Any] = time.sleep) -> dict[str, Any]:
+    """Polls a background job (`fetch(id)`) until it is done or failed, calling
+    `report(*describe(job))` on every change; raises `late` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
     last: tuple[str, float] | None = None
     while True:
-        now = progress(job)
+        now = describe(job)
         if now != last:
             report(*now)
             last = now
         if job.get("status") in FINISHED:
             return job
         if time.monotonic() > deadline:
-            raise ApiError(f"Ingestion did not finish within {settings.ingest_timeout_s:.0f} s.",
-                           hint="It goes on in the API; reload this page later to see the files.")
-        sleep(settings.poll_interval_s)
-        job = client.job(str(job["id"]))
+            raise late
+        sleep(every_s)
+        job = fetch(str(job["id"]))
 
 
 def job_lines(job: dict[str, Any]) -> list[tuple[str, bool]]:

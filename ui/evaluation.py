@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ui.client import ApiClient, ApiError
-from ui.documents import ingested_at
+from ui.documents import ingested_at, poll
 from ui.settings import UISettings
 
 FINISHED = ("done", "failed")
@@ -45,20 +45,10 @@ def progress(job: dict[str, Any]) -> tuple[str, float]:
 def follow(client: ApiClient, job: dict[str, Any], report: Callable[[str, float], Any],
            settings: UISettings, sleep: Callable[[float], Any] = time.sleep) -> dict[str, Any]:
     """Polls the job until it ends, calling `report(text, share)` on every change."""
-    deadline = time.monotonic() + WAIT_S
-    last: tuple[str, float] | None = None
-    while True:
-        now = progress(job)
-        if now != last:
-            report(*now)
-            last = now
-        if job.get("status") in FINISHED:
-            return job
-        if time.monotonic() > deadline:
-            raise ApiError(f"The evaluation did not finish within {WAIT_S:.0f} s.",
-                           hint="It goes on in the API; it will appear under Earlier runs.")
-        sleep(settings.poll_interval_s)
-        job = client.eval_job(str(job["id"]))
+    late = ApiError(f"The evaluation did not finish within {WAIT_S:.0f} s.",
+                    hint="It goes on in the API; it will appear under Earlier runs.")
+    return poll(job, client.eval_job, progress, report, WAIT_S, late, settings.poll_interval_s,
+                sleep)
 
 
 def chart_rows(run: dict[str, Any]) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ from app.evaluation.probes import (
 )
 from app.evaluation.runs import EvalRun, Measurement
 from app.llm import LLMClient, LLMError
+from app.runtime import LockedEmbedder
 from core.choices import Layout, SearchMode
 from core.errors import RagError
 from core.settings import Settings
@@ -193,7 +194,7 @@ class Evaluation:
             for name, text in copies.items():
                 (Path(folder) / name).write_text(text, encoding="utf-8")
             report = ingest(temp.settings, [Path(folder)], store=temp.store,
-                            embedder=_Locked(self.embedder, self.lock),
+                            embedder=LockedEmbedder(self.embedder, self.lock),
                             progress=_Files(self.progress))
         if report.failed:
             raise RagError(f"the evaluation copies did not ingest: {report.failed[0].reason}")
@@ -265,20 +266,6 @@ def evidence_rank(retriever: Retriever, probe: Probe, mode: SearchMode,
             return n
     return None
 
-
-class _Locked:
-    """The embedder with each batch under the lock (the API's shared embedder)."""
-
-    def __init__(self, embedder: Any, lock: AbstractContextManager[Any]):
-        self._embedder = embedder
-        self._lock = lock
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._embedder, name)
-
-    def embed(self, texts: list[str]) -> Any:
-        with self._lock:
-            return self._embedder.embed(texts)
 
 
 class _Files(IngestProgress):
