@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -79,7 +83,8 @@ class GGUFTokenCounter:
                                 "llama-cpp-python (pip install -e '.[cpu]')") from None
         import threading
 
-        self._llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        with _stderr_silenced():  # llama.cpp logs context checks from C even with verbose off
+            self._llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
         import atexit
 
         # Closed before interpreter shutdown: llama.cpp's own finaliser fails once the
@@ -101,6 +106,21 @@ class GGUFTokenCounter:
 
 
 @lru_cache(maxsize=4)
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 points at /dev/null meanwhile: what C code writes there (llama.cpp's
+    `n_ctx_seq > n_ctx_train` line on a vocabulary-only load) never reaches a terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def load_gguf_counter(path: str) -> GGUFTokenCounter:
     file = Path(path)
     if not file.is_file():
