@@ -105,7 +105,6 @@ class GGUFTokenCounter:
         return [self.count(t) for t in texts]
 
 
-@lru_cache(maxsize=4)
 @contextmanager
 def _stderr_silenced() -> Iterator[None]:
     """File descriptor 2 points at /dev/null meanwhile: what C code writes there (llama.cpp's
@@ -121,6 +120,7 @@ def _stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
+@lru_cache(maxsize=4)
 def load_gguf_counter(path: str) -> GGUFTokenCounter:
     file = Path(path)
     if not file.is_file():
