@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from app.cli_help import tidy as tidy_help
+from app.cli_lazy import LazyGroup
 from app.mcp_command import register as register_mcp
 from app.terminal import printable, printable_text
 from core.choices import ContextMode, Layout, SearchMode
@@ -35,6 +36,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     epilog=EXIT_CODES,
+    cls=LazyGroup,
 )
 documents_app = typer.Typer(help="List and delete stored documents.", no_args_is_help=True)
 app.add_typer(documents_app, name="documents")
@@ -552,11 +554,6 @@ def _end_by_signal(signum: int) -> None:
     llamacpp.stop_all()  # atexit does not run when a signal ends the process
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
-from app import cli_eval  # noqa: E402 - its command uses this module's helpers
-
-cli_eval.register(app)
-
-
 def main() -> None:
     _silence_warnings()
     _install_signal_handlers()

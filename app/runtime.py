@@ -107,11 +107,17 @@ class Runtime:
         return self.shared_embedder()
 
     def retriever(self) -> Any:
+        """The retriever; the embedder loads in a thread meanwhile: reading the Llama 3
+        tokenizer holds the GIL, building the ONNX session mostly does not."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from ingest.tokenizer import load_tokenizer
         from retrieval.service import Retriever
 
-        return Retriever(self.settings, self.store, self.embedder(),
-                         load_tokenizer(self.settings.tokenizer.path))
+        with ThreadPoolExecutor(1, thread_name_prefix="embedder-load") as pool:
+            embedder = pool.submit(self.embedder)
+            tokenizer = load_tokenizer(self.settings.tokenizer.path)
+            return Retriever(self.settings, self.store, embedder.result(), tokenizer)
 
 
 class LockedStore:

@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import warnings
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -215,11 +216,9 @@ class OnnxEmbedder(WindowedEmbedder):
 
         folder = export(path, cache_root(settings))
         super().__init__(settings, path, max_seq_length(path))
+        self.path = path
         self.precision = "int8" if settings.onnx_int8 else "fp32"
         self.inputs = self._load(folder, settings)
-        self.pieces = Tokenizer.from_file(str(path / "tokenizer.json"))
-        self.pieces.no_truncation()
-        self.pieces.no_padding()
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_pieces + 2)
@@ -251,6 +250,17 @@ class OnnxEmbedder(WindowedEmbedder):
     def _infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """The last hidden state for one batch of inputs."""
         return self.session.run(None, feed)[0]
+
+    @cached_property
+    def pieces(self) -> Any:
+        """The tokenizer without truncation, for cutting long texts into windows: loaded on
+        the first long text, so a process that embeds only questions never reads it twice."""
+        from tokenizers import Tokenizer
+
+        pieces = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+        pieces.no_truncation()
+        pieces.no_padding()
+        return pieces
 
     def _offsets(self, text: str) -> list[tuple[int, int]]:
         return self.pieces.encode(text, add_special_tokens=False).offsets

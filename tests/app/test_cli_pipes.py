@@ -90,11 +90,11 @@ def test_a_relative_path_glob_matches_the_end_of_the_path(
     assert sources == {str(corpus["report"])}
 
 
-@pytest.mark.slow  # four runs of the command
+@pytest.mark.slow  # five runs of the command
 def test_help_reads_well_at_80_columns(tmp_path: Path) -> None:
     pages = {}
     for args in (["--help"], ["ingest", "--help"], ["documents", "list", "--help"],
-                 ["retrieve", "--help"]):
+                 ["retrieve", "--help"], ["eval", "--help"]):
         r = rag(*args, cwd=tmp_path, COLUMNS="80")
         assert r.returncode == 0, r.stderr
         assert "<bool>" not in r.stdout and f"Usage: rag {' '.join(args[:-1])}" in r.stdout
@@ -104,6 +104,11 @@ def test_help_reads_well_at_80_columns(tmp_path: Path) -> None:
     # docstring's source wrapped it.
     chat = [line for line in pages["--help"].splitlines() if "│ chat " in line]
     assert len(chat) == 1 and chat[0].rstrip(" │").endswith("see the history.")
+    # `eval` loads its module only when run or listed, and reads as the others do.
+    assert "│ eval " in pages["--help"]
+    assert "--no-llm" in pages["eval"] and "--compare" in pages["eval"]
+    assert "Runs are saved under the data directory." in " ".join(
+        pages["eval"].replace("│", " ").split())
     assert "unsupported inside a folder" in pages["ingest"]
     flat = " ".join(pages["retrieve"].replace("│", " ").split())
     assert "matches the whole path when absolute, else its end" in flat

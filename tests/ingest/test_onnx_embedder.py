@@ -1,7 +1,8 @@
 """The ONNX backend against torch, both on the shipped MiniLM weights and real runtimes: the
 int8 vectors agree with fp32 torch's (the quality gate), long texts are windowed alike, the
-query path never imports torch, a store refuses the other backend's query vectors, and a
-missing onnxruntime falls back to torch in one line."""
+query path never imports torch (nor the LLM client or the ingest pipeline), a store refuses
+the other backend's query vectors, and a missing onnxruntime falls back to torch in one
+line."""
 
 from __future__ import annotations
 
@@ -104,7 +105,8 @@ def test_a_vector_does_not_depend_on_its_batch(embedder: Any) -> None:
     assert not np.allclose(together[0], together[1])
 
 
-def test_query_path_imports_no_torch(tmp_path: Path, make_settings: Any, embedder: Any) -> None:
+def test_query_path_imports_no_torch_llm_client_or_pipeline(tmp_path: Path, make_settings: Any,
+                                                            embedder: Any) -> None:
     from ingest.pipeline import ingest
 
     docs = tmp_path / "docs"
@@ -123,7 +125,13 @@ def test_query_path_imports_no_torch(tmp_path: Path, make_settings: Any, embedde
     modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
                if line.startswith("import time:")}
     assert "onnxruntime" in modules
-    assert not {m for m in modules if m.split(".")[0] in ("torch", "sentence_transformers")}
+    assert not {m for m in modules if m.split(".")[0] in QUERY_PATH_NEVER}
+    assert not modules & {"ingest.pipeline", "ingest.loaders", "app.cli_eval", "app.llm"}
+
+
+# What `rag retrieve` has no use for: the model's training stack, the LLM client (the
+# evaluation's), the MCP SDK (`rag mcp`'s).
+QUERY_PATH_NEVER = ("torch", "sentence_transformers", "transformers", "openai", "mcp")
 
 
 def test_store_refuses_another_backends_queries(tmp_path: Path, make_settings: Any, embedder: Any,
