@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import SettingsError
 from core.settings import EmbeddingSettings
+from core.tracing import span
 from ingest.embedder import WindowedEmbedder
 
 if TYPE_CHECKING:
@@ -265,6 +266,14 @@ class OnnxEmbedder(WindowedEmbedder):
     def _offsets(self, text: str) -> list[tuple[int, int]]:
         return self.pieces.encode(text, add_special_tokens=False).offsets
 
+    def embed_query(self, text: str) -> list[float]:
+        """A question's vector, the same as `embed([text])[0]`: a text that fits one window
+        goes straight to one run (no batch encoding, no windowing pass)."""
+        if self.long_text != "truncate" and len(text) >= self.max_pieces * 2:
+            return super().embed_query(text)  # may need windows: the general path
+        with span("rag.embed", rag__texts=1):
+            return self._run(self.tokenizer.encode(text.strip()))[0].tolist()
+
     def _encode(self, texts: list[str]) -> np.ndarray:
         import numpy as np
 
@@ -277,24 +286,17 @@ class OnnxEmbedder(WindowedEmbedder):
         # batch 64 sorted by length). A 256-piece window is already a large enough GEMM.
         if not encodings:
             return np.empty((0, getattr(self, "dim", 0)), dtype=np.float32)
-        return np.concatenate([self._run([e]) for e in encodings])
+        return np.concatenate([self._run(e) for e in encodings])
 
-    def _run(self, encodings: list[Any]) -> np.ndarray:
+    def _run(self, encoding: Any) -> np.ndarray:
+        """The normalised mean-pooled vector of one text's encoding, as a (1, dim) array:
+        one text per run, so there is no padding and every piece is pooled."""
         import numpy as np
 
-        width = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(encodings), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        types = np.zeros_like(ids)
-        for row, e in enumerate(encodings):
-            n = len(e.ids)
-            ids[row, :n] = e.ids
-            mask[row, :n] = 1
-            types[row, :n] = e.type_ids
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        hidden = self._infer({k: feed[k] for k in self.inputs})
-        weights = mask[:, :, None].astype(np.float32)
-        mean = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        ids = np.array([encoding.ids], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                "token_type_ids": np.array([encoding.type_ids], dtype=np.int64)}
+        mean = self._infer({k: feed[k] for k in self.inputs}).mean(axis=1)
         return mean / np.clip(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12, None)
 
 

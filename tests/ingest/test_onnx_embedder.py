@@ -105,6 +105,13 @@ def test_a_vector_does_not_depend_on_its_batch(embedder: Any) -> None:
     assert not np.allclose(together[0], together[1])
 
 
+def test_query_vector_is_the_batch_paths(embedder: Any) -> None:
+    """embed_query's one-run path gives exactly what embed gives the same text, short or
+    long enough to be windowed."""
+    for text in [*sentences(3), " ".join(sentences(60))]:
+        assert embedder.embed_query(text) == embedder.embed([text])[0].tolist()
+
+
 def test_query_path_imports_no_torch_llm_client_or_pipeline(tmp_path: Path, make_settings: Any,
                                                             embedder: Any) -> None:
     from ingest.pipeline import ingest
