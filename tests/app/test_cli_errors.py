@@ -157,3 +157,17 @@ def test_escape_sequences_in_file_names_are_shown_not_obeyed(tmp_path: Path, set
     assert failed.returncode == 1
     assert "\x1b" not in failed.stderr + failed.stdout
     assert f"failed  {tmp_path / 'bad' / SHOWN}: empty file" in failed.stderr.splitlines()
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"RAG_EMBEDDING__MODEL": "/nonexistent/model"},  # raised on the embedder's loading thread
+     "error: embedding.model: /nonexistent/model is not a sentence-transformers model directory"),
+    ({"RAG_TOKENIZER__PATH": "/nonexistent/tokenizer.json"},  # raised beside it
+     "error: tokenizer.path: no tokenizer.json at /nonexistent/tokenizer.json"),
+], ids=["embedder", "tokenizer"])
+def test_retrieve_loading_error_is_one_line(tmp_path: Path, env: dict[str, str],
+                                            expected: str) -> None:
+    r = rag("retrieve", "what runs?", "--json", cwd=tmp_path, **env)
+    assert r.returncode == 2, r.stderr
+    assert one_line(r.stderr) == expected
+    assert r.stdout == ""
