@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import pickle
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -94,9 +94,6 @@ def connected(address: str, **local: Any) -> Iterator[Any]:
     """Ray, connected to `address` for the block (a cluster this process already joined is
     used as it is and left running). Ray's own logs stay in its log files: nothing of them
     reaches the terminal. `local`: ray.init's resources for a new local cluster."""
-    # Ray's C++ core logs to stderr at import (warnings about actor restarts, ...): only a
-    # fatal error may reach the terminal. Read by Ray itself when it starts its core worker.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     ray = _ray()
     _quiet(ray)
     if ray.is_initialized():
@@ -167,21 +164,31 @@ class RayIngestor(Ingestor):
         ray = _ray()
         s = self.settings
         items = [{"file": pickle.dumps(item)} for item in todo]
-        blocks = max(1, -(-len(items) // _FILES_PER_BLOCK))
         embedders, gpus = embedder_pool(ray.cluster_resources(), s)
-        ds = (ray.data.from_items(items, override_num_blocks=blocks)
-              .flat_map(functools.partial(parse_file, settings=s), num_cpus=1)
-              .map_batches(ClusterEmbedder, fn_constructor_kwargs={
-                               "settings": _actor_embedding(s.embedding, gpus, s.ingest.ray_embedder_cpus)},
-                           batch_size=s.embedding.batch_size, batch_format="numpy",
-                           concurrency=embedders,
-                           **({"num_gpus": gpus} if gpus else
-                              {"num_cpus": s.ingest.ray_embedder_cpus})))
+        with warnings.catch_warnings():  # max_restarts: deprecated as a keyword from Ray 2.64 on
+            warnings.simplefilter("ignore")
+            ds = self._dataset(ray, items, embedders, gpus)
         try:
             yield from ds.iter_batches(batch_size=s.embedding.batch_size, batch_format="numpy",
                                        prefetch_batches=2)
         except ray.exceptions.RayError as exc:
             raise _one_line(exc) from None
+
+    def _dataset(self, ray: Any, items: list[dict[str, bytes]], embedders: int,
+                 gpus: float) -> Any:
+        """The stages: parse tasks over the files, then the embedder actors."""
+        s = self.settings
+        blocks = max(1, -(-len(items) // _FILES_PER_BLOCK))
+        embedding = _actor_embedding(s.embedding, gpus, s.ingest.ray_embedder_cpus)
+        resources = {"num_gpus": gpus} if gpus else {"num_cpus": s.ingest.ray_embedder_cpus}
+        files = ray.data.from_items(items, override_num_blocks=blocks)
+        chunks = files.flat_map(functools.partial(parse_file, settings=s), num_cpus=1)
+        return chunks.map_batches(
+            ClusterEmbedder, fn_constructor_kwargs={"settings": embedding},
+            batch_size=s.embedding.batch_size, batch_format="numpy", concurrency=embedders,
+            # A lost embedder fails the job (a rerun finishes it): with restarts, Ray's core
+            # logs a warning to the terminal.
+            max_restarts=0, **resources)
 
 
 def _one_line(exc: BaseException) -> RagError:
