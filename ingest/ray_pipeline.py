@@ -20,7 +20,7 @@ import logging
 import pickle
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from itertools import chain
@@ -119,11 +119,11 @@ def connected(address: str, **local: Any) -> Iterator[Any]:
 
 
 def _quiet(ray: Any) -> None:
-    """Ray Data's progress bars and start lines off; its loggers at errors only (to files)."""
+    """Ray Data's progress bars and start lines off; Ray's loggers write errors to their
+    log files only (a logger left with no handler would fall back to stderr)."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    ctx.execution_options.preserve_order = True  # the driver commits as a single run does
     for name in ("ray", "ray.data", "ray.util", "ray._private"):
         logger = logging.getLogger(name)
         logger.setLevel(logging.ERROR)
@@ -132,6 +132,8 @@ def _quiet(ray: Any) -> None:
             if isinstance(handler, logging.StreamHandler) and not isinstance(
                     handler, logging.FileHandler):
                 logger.removeHandler(handler)
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
 
 
 class RayIngestor(Ingestor):
@@ -149,8 +151,12 @@ class RayIngestor(Ingestor):
         checked = [self.check(path, explicit, live) for path, explicit in files]
         decided = [prep for prep, status in checked if status is None]
         todo = [(prep, status) for prep, status in checked if status is not None]
-        replay = Replay(self._batches(todo) if todo else iter(()), self.vectors)
-        self._drain(chain(decided, replay), replay.idle, seen, report, progress)
+        batches = self._batches(todo)
+        replay = Replay(batches if todo else iter(()), self.vectors)
+        try:
+            self._drain(chain(decided, replay), replay.idle, seen, report, progress)
+        finally:
+            batches.close()  # an interrupted job stops the cluster's work now, not at exit
 
     def _write(self, items: list[tuple[_Prepared, Chunk]],
                cache: dict[str, tuple[Any, Sparse]], progress: Progress) -> int:
@@ -159,7 +165,7 @@ class RayIngestor(Ingestor):
         finally:
             self.vectors.release(chunk.text for _, chunk in items)
 
-    def _batches(self, todo: list[tuple[_Prepared, Status]]) -> Iterator[dict[str, Any]]:
+    def _batches(self, todo: list[tuple[_Prepared, Status]]) -> Generator[dict[str, Any], None, None]:
         """The cluster's output for the files to read, in their order, a batch at a time."""
         ray = _ray()
         s = self.settings
@@ -181,6 +187,8 @@ class RayIngestor(Ingestor):
         blocks = max(1, -(-len(items) // _FILES_PER_BLOCK))
         embedding = _actor_embedding(s.embedding, gpus, s.ingest.ray_embedder_cpus)
         resources = {"num_gpus": gpus} if gpus else {"num_cpus": s.ingest.ray_embedder_cpus}
+        # In file order, so the driver commits as one process does (children, then parent).
+        ray.data.DataContext.get_current().execution_options.preserve_order = True
         files = ray.data.from_items(items, override_num_blocks=blocks)
         chunks = files.flat_map(functools.partial(parse_file, settings=s), num_cpus=1)
         return chunks.map_batches(

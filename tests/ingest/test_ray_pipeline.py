@@ -1,7 +1,8 @@
 """`rag ingest --ray` on a real local Ray cluster (2 CPUs, started once for the module) into
 a real store through qdrant-client (its local mode stands in for the Qdrant server): the
 same files give the same points as the single-process pipeline, reruns skip and prune, bad
-files fail by name, and an interrupted job leaves whole documents that a rerun completes."""
+files fail by name, and an interrupted job leaves whole documents that a rerun completes
+(skipping them, updating and pruning as any rerun does)."""
 
 from __future__ import annotations
 
@@ -87,29 +88,6 @@ def test_ray_ingest_stores_what_one_process_stores(cluster: Any, tmp_path: Path,
     assert signatures == {embedder.signature}
 
 
-@pytest.mark.slow
-def test_ray_rerun_skips_unchanged_updates_and_prunes(cluster: Any, tmp_path: Path,
-                                                      make_settings: Any) -> None:
-    docs = tmp_path / "docs"
-    files = F.write_many_text_files(docs, files=6, sentences=12, seed=6)
-    settings = make_settings(tmp_path / "data")
-    store = server_store()
-    assert on_ray(settings, [docs], store).count("new") == 6
-    before = check_store(store)
-    files[0].write_text("The ferry leaves the north pier at dawn.\n" * 30)
-    files[1].unlink()
-
-    report = on_ray(settings, [docs], store, prune=True)
-    status = {Path(r.path).name: r.status for r in report.results}
-    assert status == {files[0].name: "updated", files[1].name: "removed",
-                      **{f.name: "unchanged" for f in files[2:]}}
-    live = check_store(store)
-    assert set(live) == {document_id_for(f) for f in [files[0], *files[2:]]}
-    for f in files[2:]:
-        assert live[document_id_for(f)] == before[document_id_for(f)]
-    assert store.count(Where()) == sum(len(v) for v in live.values())
-
-
 class StopAfterCommits(Progress):
     """Ctrl-C, as the driver sees it, once `commits` documents are live."""
 
@@ -124,22 +102,31 @@ class StopAfterCommits(Progress):
 
 
 @pytest.mark.slow
-def test_interrupted_ray_job_leaves_whole_documents_and_resumes(
+def test_interrupted_ray_job_leaves_whole_documents_and_a_rerun_finishes_it(
         cluster: Any, tmp_path: Path, make_settings: Any) -> None:
     docs = tmp_path / "docs"
-    files = F.write_many_text_files(docs, files=12, sentences=30, seed=12)
+    files = F.write_many_text_files(docs, files=10, sentences=16, seed=10)
     settings = make_settings(tmp_path / "data", embedding={"batch_size": 8})
     store = server_store()
     with pytest.raises(KeyboardInterrupt):
-        on_ray(settings, [docs], store, progress=StopAfterCommits(3))
+        on_ray(settings, [docs], store, progress=StopAfterCommits(4))
     live = check_store(store, allow_staged=True)
-    assert 3 <= len(live) < len(files)
+    assert 4 <= len(live) < len(files)
+    committed = [f for f in files if document_id_for(f) in live]
+    edited, deleted = committed[:2]
+    edited.write_text("The ferry leaves the north pier at dawn.\n" * 30)
+    deleted.unlink()
 
-    report = on_ray(settings, [docs], store)
-    assert report.count("unchanged") == len(live)
-    assert report.count("new") == len(files) - len(live)
+    # The rerun skips what was committed, and updates and prunes as any rerun does.
+    report = on_ray(settings, [docs], store, prune=True)
+    status = {Path(r.path).name: r.status for r in report.results}
+    assert status == {edited.name: "updated", deleted.name: "removed",
+                      **{f.name: "unchanged" for f in committed[2:]},
+                      **{f.name: "new" for f in files if f not in committed}}
     final = check_store(store)  # no staged leftovers, no duplicates
-    assert set(final) == {document_id_for(f) for f in files}
+    assert set(final) == {document_id_for(f) for f in files if f != deleted}
+    for f in committed[2:]:
+        assert final[document_id_for(f)] == live[document_id_for(f)]
     assert store.count(Where()) == sum(len(v) for v in final.values())
 
 
