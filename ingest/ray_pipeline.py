@@ -101,10 +101,11 @@ def connected(address: str, **local: Any) -> Iterator[Any]:
         return
     kwargs: dict[str, Any] = dict(logging_level=logging.ERROR, log_to_driver=False,
                                   configure_logging=True)
+    if not address.startswith("ray://"):
+        # A cluster on this machine: its workers import this checkout, as the driver does.
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": str(_PROJECT)}}
     if address == "local":
-        # Its workers import this checkout, as the driver does.
-        kwargs.update(include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(_PROJECT)}},
-                      **local)
+        kwargs.update(include_dashboard=False, **local)
     try:
         ray.init(address=address, **kwargs)
     except RagError:

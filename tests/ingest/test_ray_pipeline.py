@@ -1,11 +1,13 @@
 """`rag ingest --ray` on a real local Ray cluster (2 CPUs, started once for the module) into
 a real store through qdrant-client (its local mode stands in for the Qdrant server): the
 same files give the same points as the single-process pipeline, reruns skip and prune, bad
-files fail by name, and an interrupted job leaves whole documents that a rerun completes
-(skipping them, updating and pruning as any rerun does)."""
+files fail by name, and a job whose driver is killed midway leaves whole documents that a
+rerun completes (skipping them, updating and pruning as any rerun does)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +16,11 @@ from typing import Any
 import fixtures_docs as F
 import fixtures_formats as FF
 import pytest
-from ingest_helpers import check_store, rag
+from ingest_helpers import ROOT, check_store, rag, rag_env
 
 from core.errors import SettingsError
 from core.settings import Settings
-from ingest.pipeline import FileResult, IngestReport, Progress, document_id_for, ingest
+from ingest.pipeline import IngestReport, Progress, document_id_for, ingest
 from ingest.ray_pipeline import connected, ingest_on_ray
 from ingest.store import Where
 from ingest.store.server import ServerStore
@@ -88,30 +90,67 @@ def test_ray_ingest_stores_what_one_process_stores(cluster: Any, tmp_path: Path,
     assert signatures == {embedder.signature}
 
 
-class StopAfterCommits(Progress):
-    """Ctrl-C, as the driver sees it, once `commits` documents are live."""
+# The driver of a Ray job in a process of its own, writing to a local-mode store on disk; it
+# prints a line per committed document, so the test can kill it midway.
+DRIVER = """
+import sys, warnings
+warnings.simplefilter("ignore")
+from pathlib import Path
+from qdrant_client import QdrantClient
+from core.settings import load_settings
+from ingest.pipeline import Progress
+from ingest.ray_pipeline import ingest_on_ray
+from ingest.store.server import ServerStore
 
-    def __init__(self, commits: int):
-        self.left = commits
+class Committed(Progress):
+    def file_done(self, result):
+        print("committed", result.status, flush=True)
 
-    def file_done(self, result: FileResult) -> None:
-        if result.status == "new":
-            self.left -= 1
-            if self.left == 0:
-                raise KeyboardInterrupt
+address, store_dir, data_dir, docs = sys.argv[1:]
+settings = load_settings(data_dir=data_dir, chunking={"size": 64, "overlap": 8},
+                         embedding={"batch_size": 8})
+store = ServerStore(QdrantClient(path=store_dir), "docs")
+ingest_on_ray(settings, [Path(docs)], address, store=store, progress=Committed())
+"""
+
+
+def kill_after_commits(address: str, store_dir: Path, settings: Settings, docs: Path,
+                       commits: int) -> int:
+    """Runs DRIVER and SIGKILLs it once `commits` documents are live; the lines it printed."""
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, address, str(store_dir),
+                             str(settings.data_dir), str(docs)], cwd=ROOT,
+                            env={**rag_env(), "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    seen = 0
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen += line.startswith("committed new")
+            if seen >= commits:
+                proc.send_signal(signal.SIGKILL)
+                break
+        assert proc.wait(timeout=120) == -signal.SIGKILL, "the job ended before it was killed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return seen
 
 
 @pytest.mark.slow
-def test_interrupted_ray_job_leaves_whole_documents_and_a_rerun_finishes_it(
+def test_killed_ray_driver_leaves_whole_documents_and_a_rerun_finishes_it(
         cluster: Any, tmp_path: Path, make_settings: Any) -> None:
     docs = tmp_path / "docs"
     files = F.write_many_text_files(docs, files=10, sentences=16, seed=10)
     settings = make_settings(tmp_path / "data", embedding={"batch_size": 8})
-    store = server_store()
-    with pytest.raises(KeyboardInterrupt):
-        on_ray(settings, [docs], store, progress=StopAfterCommits(4))
+    address = cluster.get_runtime_context().gcs_address
+    assert kill_after_commits(address, tmp_path / "store", settings, docs, commits=3) == 3
+
+    from qdrant_client import QdrantClient
+
+    store = ServerStore(QdrantClient(path=str(tmp_path / "store")), "docs")
     live = check_store(store, allow_staged=True)
-    assert 4 <= len(live) < len(files)
+    assert 3 <= len(live) < len(files)
     committed = [f for f in files if document_id_for(f) in live]
     edited, deleted = committed[:2]
     edited.write_text("The ferry leaves the north pier at dawn.\n" * 30)
@@ -128,6 +167,7 @@ def test_interrupted_ray_job_leaves_whole_documents_and_a_rerun_finishes_it(
     for f in committed[2:]:
         assert final[document_id_for(f)] == live[document_id_for(f)]
     assert store.count(Where()) == sum(len(v) for v in final.values())
+    store.close()
 
 
 def test_edge_store_is_refused_in_one_line(tmp_path: Path, settings: Settings) -> None:
