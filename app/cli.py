@@ -104,6 +104,9 @@ def ingest(
     watch: Annotated[bool, typer.Option(
         "--watch", help="Then keep watching: changed files are ingested, deleted ones removed, "
         "moved ones renamed (nothing embedded again), one line each; Ctrl-C stops.")] = False,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="ADDRESS", help="Run on a Ray cluster: local, auto or ray://HOST:10001 "
+        "(ingest.ray_address; needs store.url and the 'ray' extra).")] = None,
 ) -> None:
     """Parse, chunk, embed and store documents; unchanged files are skipped.
 
@@ -124,7 +127,12 @@ def ingest(
     tracing.enable(s)
     with IngestProgress(err, enabled=not quiet and err.is_terminal) as progress, \
             span("rag.ingest", rag__paths=len(paths)):
-        report = run_ingest(s, paths, prune=prune, progress=progress)
+        if ray or s.ingest.ray_address:
+            from ingest.ray_pipeline import ingest_on_ray
+
+            report = ingest_on_ray(s, paths, ray or s.ingest.ray_address, prune, progress)
+        else:
+            report = run_ingest(s, paths, prune=prune, progress=progress)
     print_ingest_report(out, err, report)
     if watch:
         from app.watch import watch as watch_paths

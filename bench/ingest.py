@@ -506,6 +506,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--edited-pdf", type=int, default=0, metavar="PAGES",
                     help="instead of the rows above: the edited-document re-ingest row on a "
                     "PDF of PAGES pages it builds (see edited_pdf_rows); --data is not read")
+    ap.add_argument("--ray", action="store_true",
+                    help="instead of the rows above: `rag ingest --ray` on a local Ray cluster "
+                    "against the single-process pipeline, both into qdrant-client's local mode "
+                    "(see ray_main)")
+    ap.add_argument("--ray-cpus", type=int, default=2,
+                    help="--ray: CPUs of the local Ray cluster (default: %(default)s)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "ingest.json",
                     help="results JSON (default: bench/results/ingest.json)")
     ap.add_argument("--memory", action="store_true",
@@ -582,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.edited_pdf:
         return edited_pdf_main(args)
+    if args.ray:
+        return ray_main(args)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -774,6 +782,63 @@ def edited_pdf_main(args: argparse.Namespace) -> int:
               f"faster (target ≥ {EDITED_TARGET:g}x: {'PASS' if speedup >= EDITED_TARGET else 'FAIL'})")
         log(f"results: {write_results(args.out.with_name('ingest_edited.json'), rows)}")
         return 0 if speedup >= EDITED_TARGET else 1
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+# -- Ray Data on a local cluster against the single-process pipeline ---------------------------
+def ray_main(args: argparse.Namespace) -> int:
+    """Rows, alternated --repeat times: the single-process pipeline with the embedder loaded
+    beforehand, and `ingest_on_ray` on a local cluster of --ray-cpus CPUs (started once,
+    outside the timings) whose actors load the model inside each run, as a job does. Both
+    write to a fresh qdrant-client local-mode store (the stand-in for a Qdrant server that
+    Ray needs), with the embedding cache off: Ray's embedders have none."""
+    from _common import log, table, write_results
+    from qdrant_client import QdrantClient
+
+    from core.settings import load_settings
+    from ingest.embedder import Embedder
+    from ingest.pipeline import ingest
+    from ingest.ray_pipeline import connected, ingest_on_ray
+    from ingest.store.server import ServerStore
+
+    warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+    work = (args.work or Path(tempfile.mkdtemp(prefix="bench-ingest-ray-"))).resolve()
+    try:
+        settings = load_settings(data_dir=work / "settings",
+                                 embedding={"cache_mb": 0, **({"batch_size": args.batch_size}
+                                                              if args.batch_size else {})})
+        files = find_files(args.data.resolve(), args.limit, settings.ingest.follow_symlinks)
+        embedder = Embedder(settings.embedding)
+        embedder.embed(["warm up"])
+        one = Row("pipeline, one process")
+        ray = Row(f"Ray Data, local cluster of {args.ray_cpus} CPUs")
+        with connected("local", num_cpus=args.ray_cpus, _node_ip_address="127.0.0.1"):
+            for r in range(args.repeat):
+                for row in (one, ray):
+                    log(f"run {r + 1}/{args.repeat}: {row.what} ...")
+                    store = ServerStore(QdrantClient(location=":memory:"), args.collection)
+                    run_settings = settings.model_copy(update={"data_dir": work / f"{r}-{len(row.runs)}"})
+                    gc.collect()
+                    started = time.perf_counter()
+                    if row is one:
+                        report = ingest(run_settings, files, store=store, embedder=embedder)
+                    else:
+                        report = ingest_on_ray(run_settings, files, "auto", store=store)
+                    row.runs.append(time.perf_counter() - started)
+                    row.chunks = report.chunks
+                    store.close()
+        print(f"ingest on Ray: {args.data} ({len(files)} files), median of {args.repeat} run(s), "
+              f"{os.cpu_count()} CPUs on this machine; both rows into qdrant-client local mode")
+        print(table(["what", "chunks", "seconds", "chunks/s", "ratio vs one process"],
+                    [[r.what, r.chunks, f"{r.seconds:.2f}", f"{r.rate:.1f}",
+                      f"{r.rate / one.rate:.2f}"] for r in (one, ray)]))
+        payload = {"data": str(args.data), "files": len(files), "ray_cpus": args.ray_cpus,
+                   "rows": [{"what": r.what, "chunks": r.chunks, "runs": r.runs,
+                             "chunks_per_s": r.rate} for r in (one, ray)]}
+        log(f"results: {write_results(args.out.with_name('ingest_ray.json'), payload)}")
+        return 0
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -216,6 +216,20 @@ class IngestSettings(_Section):
         512.0, gt=0, description="Largest unpacked size of a zip-based file (DOCX, PPTX, XLSX, "
         "ODS, ODT, ODP, EPUB): "
         "a zip bomb is refused by name before it is inflated.")
+    ray_address: str = Field(
+        "", description="Ray cluster `rag ingest` runs on (as --ray does): '' none, one process "
+        "here; 'local' a new cluster on this machine; 'auto' the one `ray start` runs here; "
+        "ray://HOST:10001 a remote one (Ray Client). Needs store.url (a Qdrant server) and the "
+        "'ray' extra; see docs/deploy.md.")
+    ray_embedders: int = Field(
+        0, ge=0, description="Embedder actors on the Ray cluster (one model load each); 0: one "
+        "per ingest.ray_gpus_per_embedder of the cluster's GPUs (embedding.backend torch), else "
+        "one per ingest.ray_embedder_cpus on half its CPUs.")
+    ray_gpus_per_embedder: float = Field(
+        1.0, gt=0, le=8, description="GPUs each embedder actor holds: 0.25 puts four on a GPU.")
+    ray_embedder_cpus: int = Field(
+        1, ge=1, description="CPUs (and embedder threads) of each embedder actor on a cluster "
+        "without GPUs.")
 
 
 class RetrievalSettings(_Section):

