@@ -90,20 +90,20 @@ def eval_command(
 
 
 def run_evaluation(settings: Any, options: EvalOptions, progress: EvalProgress) -> EvalRun:
-    """The evaluation with this process's store and embedder; the served model is started
-    only when it writes questions or answers."""
-    from app.evaluation import Evaluation, without_model
+    """The evaluation with this process's store and embedder; a collection without
+    documents is refused before anything loads, and the served model is started only when
+    it writes questions or answers."""
+    from app.evaluation import Evaluation
+    from app.evaluation.corpus import check_corpus
+    from app.evaluation.evaluate import model_for
     from app.runtime import Runtime
     from app.served_model import ServedModel
 
     with Runtime(settings) as rt:
+        check_corpus(rt.store, settings.store.collection)
         model = ServedModel(settings)
         try:
-            if options.answers or options.llm_questions:
-                llm = model.start()
-                served = model.served(require_server=True)
-            else:
-                llm, served = None, without_model(settings)
+            llm, served = model_for(model, options)
             return Evaluation(settings, rt.store, rt.embedder(), served, llm,
                               progress=progress).run(options)
         finally:

@@ -17,6 +17,7 @@ from app.citations import cite
 from app.evaluation.corpus import (
     StoredDocument,
     TempCollection,
+    check_corpus,
     corpus_fingerprint,
     read_document,
     retrieval_settings,
@@ -36,6 +37,7 @@ from app.evaluation.probes import (
 from app.evaluation.runs import EvalRun, Measurement
 from app.llm import LLMClient, LLMError
 from app.runtime import LockedEmbedder
+from app.served_model import ServedModel
 from core.choices import Layout, SearchMode
 from core.errors import RagError
 from core.settings import Settings
@@ -90,13 +92,12 @@ class Evaluation:
         started = time.perf_counter()
         rng = random.Random(options.seed)
         with self.lock:
+            check_corpus(self.store, self.settings.store.collection)
             removed = sweep_stale(self.settings)
             entries = sorted(manifest(self.store), key=lambda d: (d.source, d.document_id))
         if removed:
             self.notes.append(f"removed {len(removed)} evaluation collection(s) a stopped run "
                               "left behind")
-        if not entries:
-            raise RagError("the collection is empty: ingest documents first (rag ingest PATH)")
         probes = self.make_probes(entries, options, rng)
         modes = options.modes or (self.settings.retrieval.search_mode,)
         measurements: list[Measurement] = []
@@ -281,3 +282,17 @@ def without_model(settings: Settings) -> Served:
     tokenizer."""
     return Served("none", settings.retrieval.context_window, "settings",
                   load_tokenizer(settings.tokenizer.path), "llama3", None)
+
+
+def model_for(model: ServedModel, options: EvalOptions) -> tuple[LLMClient | None, Served]:
+    """The LLM client and served model an evaluation packs for. The model is started only
+    when it writes questions or answers them. Otherwise nothing is started: a client made
+    already, or an LLM at a configured URL, is asked for its window (the settings' when it
+    does not answer); without either, the settings' window and tokenizer."""
+    if options.answers or options.llm_questions:
+        llm = model.start()
+        return llm, model.served(require_server=True)
+    llm_settings = model.settings.llm
+    if model.client() is None and not (llm_settings.url or llm_settings.urls):
+        return None, without_model(model.settings)
+    return None, model.served(require_server=False)

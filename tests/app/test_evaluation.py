@@ -15,7 +15,12 @@ import pytest
 from fixtures_eval import write_eval_corpus, write_keyword_corpus
 
 from app.evaluation import EvalOptions, Evaluation, load_run, save_run, without_model
-from app.evaluation.corpus import TempCollection, sweep_stale, temp_collections
+from app.evaluation.corpus import (
+    EmptyCollectionError,
+    TempCollection,
+    sweep_stale,
+    temp_collections,
+)
 from app.evaluation.probes import answerable, insert_at, masked_probe, needle_facts
 from core.choices import Layout
 from core.errors import RagError
@@ -78,13 +83,24 @@ def test_passage_probes_are_distinct_stored_sentences_masked(
     assert _cell(run, ALL_FIT)["recall"] == 1.0
 
 
-def test_an_empty_collection_and_bad_options_are_one_line_errors(
-        settings: Settings, embedder: Any) -> None:
-    with pytest.raises(RagError, match="collection is empty"):
+def test_a_missing_or_empty_collection_and_bad_options_are_one_line_errors(
+        tmp_path: Path, settings: Settings, embedder: Any) -> None:
+    with pytest.raises(EmptyCollectionError, match="collection 'documents' does not exist"):
+        _evaluate(settings, embedder, probes=2, budgets=(ALL_FIT,))
+    store = open_store(settings)
+    store.ensure_collection(embedder.dim)
+    store.close()
+    with pytest.raises(EmptyCollectionError, match="collection 'documents' is empty"):
         _evaluate(settings, embedder, probes=2, budgets=(ALL_FIT,))
     with pytest.raises(RagError, match="probes"):
         EvalOptions(probes=0)
     assert temp_collections(settings) == []
+    # Refused before the embedder loads or the served model starts (no --no-llm here).
+    r = subprocess.run(_rag(settings.data_dir, "eval", "--collection", "nosuch"), cwd=tmp_path,
+                       env=_env(settings), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stdout == "", r.stderr
+    assert r.stderr.splitlines() == ["error: collection 'nosuch' does not exist: ingest "
+                                     "documents into it first, then evaluate it"]
 
 
 def test_a_collection_left_by_a_killed_run_is_swept(settings: Settings) -> None:
