@@ -4,6 +4,7 @@ tokenizer; the command itself in a subprocess for --compare and Ctrl-C."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from app.evaluation.corpus import (
     temp_collections,
 )
 from app.evaluation.probes import answerable, insert_at, masked_probe, needle_facts
-from core.choices import Layout
+from core.choices import ContextMode, Layout
 from core.errors import RagError
 from core.settings import Settings
 from ingest.payload import manifest
@@ -67,6 +68,86 @@ def test_needles_found_when_the_corpus_fits_and_missed_when_nothing_does(
     assert run.recommendation["budget"] == ALL_FIT
     assert temp_collections(settings) == [] and run.temp_collection.startswith("eval-tmp-")
     assert not (settings.data_dir / "qdrant" / run.temp_collection).exists()
+
+
+def _whole_document_costs(settings: Settings, embedder: Any, copies: dict[str, str],
+                          folder: Path, question: str) -> tuple[list[tuple[str, int]], int]:
+    """The probe copies ingested as the evaluation ingests them, and what each costs the
+    whole-document packer, in the order it takes them: [(file name, tokens)] by source, and
+    the prompt's tokens. The ledger gives each passage's tokens with its exact header; the
+    packer decides with the widest one ([999]), so that is put back."""
+    from ingest.pipeline import ingest
+    from retrieval.packer import header_for
+    from retrieval.service import RetrieveOptions, Retriever
+
+    folder.mkdir()
+    for name, text in copies.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    served = without_model(settings)
+    store = open_store(settings)
+    try:
+        ingest(settings, [folder], store=store, embedder=embedder)
+        result = Retriever(settings, store, embedder, served.counter).retrieve(
+            question, RetrieveOptions(budget_tokens=10**6, context_mode=ContextMode.FULL))
+    finally:
+        store.close()
+    assert result.packing.mode == "full" and not result.packing.left_out
+    cost: dict[str, int] = {}
+    for p in result.packing.passages:
+        exact, widest = served.counter.count_many([p.header, header_for(999, p)])
+        name = p.source.rsplit("/", 1)[-1]
+        cost[name] = cost.get(name, 0) + p.tokens - exact + widest
+    return sorted(cost.items()), result.budget.prompt_tokens
+
+
+def _taken_whole(costs: list[tuple[str, int]], available: int) -> set[str]:
+    """The documents the whole-document packer takes: in order, each that still fits."""
+    taken, used = set(), 0
+    for name, tokens in costs:
+        if used + tokens <= available:
+            taken.add(name)
+            used += tokens
+    return taken
+
+
+def test_a_budget_holding_part_of_the_corpus_misses_the_needles_of_the_documents_left_out(
+        tmp_path: Path, make_settings: Any, embedder: Any) -> None:
+    """Whole documents as many as fit (context_mode full): at a budget that holds about half
+    of the copies, exactly the needles in the copies the packer leaves out are missed."""
+    from ingest.pipeline import ingest
+
+    retrieval = {"context_mode": "full", "answer_reserve": 64}
+    settings = make_settings(tmp_path / "data", retrieval=retrieval)
+    ingest(settings, write_eval_corpus(tmp_path / "docs"), embedder=embedder)
+    store = open_store(settings)
+    try:
+        entries = sorted(manifest(store), key=lambda d: (d.source, d.document_id))
+        made = Evaluation(settings, store, embedder, without_model(settings)).make_probes(
+            entries, EvalOptions(probes=6, kinds=("needle",)), random.Random(0))
+    finally:
+        store.close()
+    costs, prompt = _whole_document_costs(
+        make_settings(tmp_path / "copies-data", retrieval=retrieval), embedder, made.copies,
+        tmp_path / "copies", made.needles[0].question)
+    partial = 64 + prompt + sum(t for _, t in costs) // 2
+    run = _evaluate(settings, embedder, probes=6, kinds=("needle",), budgets=(partial, ALL_FIT),
+                    layouts=(Layout.DOCUMENT, Layout.EDGES))
+    assert run.probes == made.needles  # the copies measured are the ones costed
+    assert sorted({p.document for p in run.probes}) == [n for n, _ in costs if "needle" in n]
+    missed = set()
+    for m in run.measurements:
+        probe = run.probes[m.probe]
+        assert m.packed == "full"
+        if m.budget == ALL_FIT:
+            assert m.found, probe
+            continue
+        expected = probe.document in _taken_whole(costs, m.available)
+        assert m.found == expected, (probe.document, probe.depth, m.available, costs)
+        if not expected:
+            missed.add(probe.document)
+    assert 0 < len(missed) < len(run.probes)  # the budget holds part of the needles
+    assert 0 < _cell(run, partial)["recall"] < 1.0 == _cell(run, ALL_FIT)["recall"]
+    assert temp_collections(settings) == []
 
 
 def test_passage_probes_are_distinct_stored_sentences_masked(
