@@ -552,9 +552,9 @@ def _end_by_signal(signum: int) -> None:
     llamacpp.stop_all()  # atexit does not run when a signal ends the process
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
-from app import cli_eval  # noqa: E402 - its command uses this module's helpers
+from app import cli_eval  # noqa: E402 - after the helpers it is given
 
-cli_eval.register(app)
+cli_eval.register(app, _with_collection, out, err)
 
 
 def main() -> None:

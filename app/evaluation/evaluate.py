@@ -24,7 +24,7 @@ from app.evaluation.corpus import (
     settings_fingerprint,
     sweep_stale,
 )
-from app.evaluation.options import EvalOptions
+from app.evaluation.options import EvalOptions, short_tokens
 from app.evaluation.probes import (
     Probe,
     contains,
@@ -112,10 +112,7 @@ class Evaluation:
             measurements += self.measure(self._retriever(self.settings, self.store),
                                          probes.passages, len(probes.needles), options, modes)
             temp_name = temp.name
-        over = [b for b in options.budgets if b > self.served.context_window]
-        if options.answers and over:
-            self.notes.append(f"budgets over the model's {self.served.context_window:,}-token "
-                              f"window ({', '.join(map(str, over))}) were not answered")
+        self.note_budgets(options, measurements)
         return EvalRun(
             id=datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -127,6 +124,20 @@ class Evaluation:
             model=self.served.model, context_window=self.served.context_window,
             haystack_tokens=probes.haystack_tokens, temp_collection=temp_name,
             seconds=round(time.perf_counter() - started, 2), notes=self.notes)
+
+    def note_budgets(self, options: EvalOptions, measurements: list[Measurement]) -> None:
+        """Says which budgets held no passage at all, and which were not answered."""
+        empty = sorted({m.budget for m in measurements}
+                       - {m.budget for m in measurements if m.available > 0})
+        if empty:
+            self.notes.append(
+                f"{', '.join(map(short_tokens, empty))} left no room for passages: the answer "
+                f"reserve ({self.settings.retrieval.answer_reserve:,} tokens, "
+                "retrieval.answer_reserve) and the prompt take it all")
+        over = [b for b in options.budgets if b > self.served.context_window]
+        if options.answers and over:
+            self.notes.append(f"budgets over the model's {self.served.context_window:,}-token "
+                              f"window ({', '.join(map(short_tokens, over))}) were not answered")
 
     # -- probes ---------------------------------------------------------------------------
     def make_probes(self, entries: list[ChunkPayload], options: EvalOptions,

@@ -66,6 +66,8 @@ def test_needles_found_when_the_corpus_fits_and_missed_when_nothing_does(
     assert tight and not any(m.found for m in tight) and all(m.available == 0 for m in tight)
     assert _cell(run, ALL_FIT)["recall"] == 1.0 and _cell(run, NONE_FITS)["recall"] == 0.0
     assert run.recommendation["budget"] == ALL_FIT
+    assert run.notes == ["1100 left no room for passages: the answer reserve (1,024 tokens, "
+                         "retrieval.answer_reserve) and the prompt take it all"]
     assert temp_collections(settings) == [] and run.temp_collection.startswith("eval-tmp-")
     assert not (settings.data_dir / "qdrant" / run.temp_collection).exists()
 
@@ -176,11 +178,14 @@ def test_a_missing_or_empty_collection_and_bad_options_are_one_line_errors(
     with pytest.raises(RagError, match="probes"):
         EvalOptions(probes=0)
     assert temp_collections(settings) == []
-    # Refused before the embedder loads or the served model starts (no --no-llm here).
-    r = subprocess.run(_rag(settings.data_dir, "eval", "--collection", "nosuch"), cwd=tmp_path,
-                       env=_env(settings), capture_output=True, text=True, timeout=120)
+    # Refused before the embedder loads or the served model starts (no --no-llm here); run
+    # away from the data dir, so the collection is found empty only through --data-dir.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = subprocess.run(_rag(settings.data_dir, "eval"), cwd=elsewhere, env=_env(settings),
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.stdout == "", r.stderr
-    assert r.stderr.splitlines() == ["error: collection 'nosuch' does not exist: ingest "
+    assert r.stderr.splitlines() == ["error: collection 'documents' is empty: ingest "
                                      "documents into it first, then evaluate it"]
 
 
