@@ -54,6 +54,8 @@ def test_an_eval_job_runs_reports_and_is_listed(client: httpx.Client, sample_api
     assert cells[4096]["recall"] == 1.0 and cells[64]["recall"] == 0.0
     assert run["recommendation"]["budget"] == 4096 and "measurements" not in run
     assert len(run["probes"]) == 6 and run["corpus"]["hash"]
+    # An LLM at llm.url is not needed, but its window and tokenizer are packed for.
+    assert run["model"] == sample_api.service.served(require_server=False).model != "none"
     assert temp_collections(sample_api.settings) == []
     listed = client.get("/v1/eval").json()["data"]
     assert listed[0]["id"] == run["id"] and listed[0]["recommendation"]["budget"] == 4096
