@@ -20,7 +20,8 @@ from core.choices import Layout, SearchMode
 from core.settings import Settings
 
 _STAGES = {"read": "reading documents", "questions": "writing questions",
-           "ingest": "ingesting probe copies", "retrieve": "retrieving"}
+           "ingest": "ingesting probe copies", "retrieve": "retrieving",
+           "answer": "retrieving and answering"}
 _BARS = "▁▂▃▄▅▆▇█"
 
 

@@ -58,7 +58,8 @@ class EvalRequest(BaseModel):
 class EvalJobOut(BaseModel):
     id: str
     status: Literal["queued", "running", "done", "failed"]
-    stage: str = Field(description="read | questions | ingest | retrieve, while running.")
+    stage: str = Field(description="read | questions | ingest | retrieve (answer, with "
+                                   "answers), while running.")
     done: int
     total: int
     error: str | None

@@ -104,8 +104,9 @@ class Evaluation:
         with TempCollection(self.settings) as temp:
             if probes.needles:
                 self.ingest_copies(temp, probes.copies)
-            self.progress.stage("retrieve", len(probes.needles + probes.passages) * len(modes)
-                                * len(options.budgets) * len(options.layouts))
+            cells = len(modes) * len(options.budgets) * len(options.layouts)
+            self.progress.stage("answer" if options.answers else "retrieve",
+                                len(probes.needles + probes.passages) * cells)
             if probes.needles:
                 temp_retriever = self._retriever(temp.settings, temp.store)
                 measurements += self.measure(temp_retriever, probes.needles, 0, options, modes)

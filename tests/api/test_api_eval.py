@@ -123,6 +123,7 @@ def test_the_served_model_writes_questions_and_answers(client: httpx.Client) -> 
         assert contains(probe["evidence"], probe["answer"])
         if probe["made_by"] == "llm":
             assert probe["question"].endswith("?") and probe["evidence"] not in probe["question"]
+    assert "answer" in job["stages_seen"] and "retrieve" not in job["stages_seen"]
     cell = run["cells"][0]
     assert cell["answer_accuracy"] is not None and cell["cited_right"] is not None
     assert cell["ttft_s_p50"] is not None and cell["ttft_s_p50"] > 0
