@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from app.cli_help import tidy as tidy_help
-from app.cli_lazy import LazyGroup
+from app.cli_lazy import LazyGroup, lazy_command
 from app.mcp_command import register as register_mcp
 from app.terminal import printable, printable_text
 from core.choices import ContextMode, Layout, SearchMode
@@ -562,6 +562,17 @@ def _end_by_signal(signum: int) -> None:
     llamacpp.stop_all()  # atexit does not run when a signal ends the process
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
+
+
+def _register_eval(holder: typer.Typer) -> None:
+    from app import cli_eval  # ~1 s of imports (the OpenAI SDK, the pipeline): only for `eval`
+
+    cli_eval.register(holder, _with_collection, out, err)
+
+
+lazy_command("eval", _register_eval)
+
+
 def main() -> None:
     _silence_warnings()
     _install_signal_handlers()

@@ -4,7 +4,7 @@ OpenAI SDK, the ingest pipeline and the citation check, ~1 s on every command)."
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -12,8 +12,14 @@ from typer.core import TyperGroup
 
 from app.cli_help import tidy
 
-# command name → module with `register(app: typer.Typer)` that adds that one command
-LAZY_COMMANDS = {"eval": "app.cli_eval"}
+# command name → a function that imports the command's module and adds that one command to
+# the Typer app it is given
+LAZY_COMMANDS: dict[str, Callable[[typer.Typer], None]] = {}
+
+
+def lazy_command(name: str, register: Callable[[typer.Typer], None]) -> None:
+    """Lists `name` in the group; `register` runs only when it is invoked or its help shown."""
+    LAZY_COMMANDS[name] = register
 
 
 class LazyGroup(TyperGroup):
@@ -29,7 +35,7 @@ class LazyGroup(TyperGroup):
 
 def _load(name: str) -> Any:
     holder = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    importlib.import_module(LAZY_COMMANDS[name]).register(holder)
+    LAZY_COMMANDS[name](holder)
     command = typer.main.get_command(holder)
     command.name = name
     tidy(command)

@@ -15,7 +15,8 @@ FINISHED = ("done", "failed")
 BUDGETS = (2048, 4096, 8192, 16384, 32768, 65536, 131072)
 WAIT_S = 3600.0  # an evaluation with answers on a CPU takes many minutes
 _STAGES = {"read": "Reading documents", "questions": "Writing questions",
-           "ingest": "Ingesting the needle copies", "retrieve": "Retrieving"}
+           "ingest": "Ingesting the needle copies", "retrieve": "Retrieving",
+           "answer": "Retrieving and answering"}
 
 
 def short_tokens(n: int) -> str:

@@ -14,6 +14,7 @@ from app.api.errors import ApiError
 from app.api.routes_query import ERRORS
 from app.api.schemas import ErrorEnvelope
 from app.evaluation import EvalOptions
+from app.evaluation.corpus import EmptyCollectionError
 from app.evaluation.jobs import EvalBusyError, EvalJobs
 from app.evaluation.options import DEFAULT_BUDGETS, MAX_PROBES
 from core.choices import Layout, SearchMode
@@ -57,7 +58,8 @@ class EvalRequest(BaseModel):
 class EvalJobOut(BaseModel):
     id: str
     status: Literal["queued", "running", "done", "failed"]
-    stage: str = Field(description="read | questions | ingest | retrieve, while running.")
+    stage: str = Field(description="read | questions | ingest | retrieve (answer, with "
+                                   "answers), while running.")
     done: int
     total: int
     error: str | None
@@ -91,11 +93,14 @@ JobsDep = Annotated[EvalJobs, Depends(eval_jobs)]
 
 @router.post("/v1/eval", status_code=202, response_model=EvalAccepted, responses=_ERRORS)
 def start(body: EvalRequest, jobs: JobsDep) -> JSONResponse:
-    """Start an evaluation of the collection (poll GET /v1/eval/{id}). One runs at a time."""
+    """Start an evaluation of the collection (poll GET /v1/eval/{id}). One runs at a time;
+    a collection without documents is refused (409, code empty_collection)."""
     try:
         job = jobs.submit(body.options())
     except EvalBusyError as exc:
         raise ApiError(409, str(exc), code="eval_running") from None
+    except EmptyCollectionError as exc:
+        raise ApiError(409, str(exc), code="empty_collection") from None
     return JSONResponse({"job": job.to_dict()}, status_code=202,
                         headers={"Location": f"/v1/eval/{job.id}"})
 

@@ -18,11 +18,27 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from core.errors import RagError
 from core.settings import Settings
-from ingest.payload import ChunkPayload
+from ingest.payload import ChunkPayload, count_documents
 from ingest.store import LIVE, Store, Where, open_store
 
 TEMP_PREFIX = "eval-tmp-"
+
+
+class EmptyCollectionError(RagError):
+    """The collection to evaluate does not exist or holds no document: there is nothing to
+    make probes from."""
+
+
+def check_corpus(store: Store, collection: str) -> None:
+    """Raises EmptyCollectionError, naming `collection`, unless it holds a live document."""
+    if not store.exists():
+        raise EmptyCollectionError(f"collection '{collection}' does not exist: ingest "
+                                   "documents into it first, then evaluate it")
+    if count_documents(store) == 0:
+        raise EmptyCollectionError(f"collection '{collection}' is empty: ingest documents "
+                                   "into it first, then evaluate it")
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,14 @@ from app.citations import cite
 from app.evaluation.corpus import (
     StoredDocument,
     TempCollection,
+    check_corpus,
     corpus_fingerprint,
     read_document,
     retrieval_settings,
     settings_fingerprint,
     sweep_stale,
 )
-from app.evaluation.options import EvalOptions
+from app.evaluation.options import EvalOptions, short_tokens
 from app.evaluation.probes import (
     Probe,
     contains,
@@ -36,6 +37,7 @@ from app.evaluation.probes import (
 from app.evaluation.runs import EvalRun, Measurement
 from app.llm import LLMClient, LLMError
 from app.runtime import LockedEmbedder
+from app.served_model import ServedModel
 from core.choices import Layout, SearchMode
 from core.errors import RagError
 from core.settings import Settings
@@ -90,31 +92,28 @@ class Evaluation:
         started = time.perf_counter()
         rng = random.Random(options.seed)
         with self.lock:
+            check_corpus(self.store, self.settings.store.collection)
             removed = sweep_stale(self.settings)
             entries = sorted(manifest(self.store), key=lambda d: (d.source, d.document_id))
         if removed:
             self.notes.append(f"removed {len(removed)} evaluation collection(s) a stopped run "
                               "left behind")
-        if not entries:
-            raise RagError("the collection is empty: ingest documents first (rag ingest PATH)")
         probes = self.make_probes(entries, options, rng)
         modes = options.modes or (self.settings.retrieval.search_mode,)
         measurements: list[Measurement] = []
         with TempCollection(self.settings) as temp:
             if probes.needles:
                 self.ingest_copies(temp, probes.copies)
-            self.progress.stage("retrieve", len(probes.needles + probes.passages) * len(modes)
-                                * len(options.budgets) * len(options.layouts))
+            cells = len(modes) * len(options.budgets) * len(options.layouts)
+            self.progress.stage("answer" if options.answers else "retrieve",
+                                len(probes.needles + probes.passages) * cells)
             if probes.needles:
                 temp_retriever = self._retriever(temp.settings, temp.store)
                 measurements += self.measure(temp_retriever, probes.needles, 0, options, modes)
             measurements += self.measure(self._retriever(self.settings, self.store),
                                          probes.passages, len(probes.needles), options, modes)
             temp_name = temp.name
-        over = [b for b in options.budgets if b > self.served.context_window]
-        if options.answers and over:
-            self.notes.append(f"budgets over the model's {self.served.context_window:,}-token "
-                              f"window ({', '.join(map(str, over))}) were not answered")
+        self.note_budgets(options, measurements)
         return EvalRun(
             id=datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -126,6 +125,20 @@ class Evaluation:
             model=self.served.model, context_window=self.served.context_window,
             haystack_tokens=probes.haystack_tokens, temp_collection=temp_name,
             seconds=round(time.perf_counter() - started, 2), notes=self.notes)
+
+    def note_budgets(self, options: EvalOptions, measurements: list[Measurement]) -> None:
+        """Says which budgets held no passage at all, and which were not answered."""
+        empty = sorted({m.budget for m in measurements}
+                       - {m.budget for m in measurements if m.available > 0})
+        if empty:
+            self.notes.append(
+                f"{', '.join(map(short_tokens, empty))} left no room for passages: the answer "
+                f"reserve ({self.settings.retrieval.answer_reserve:,} tokens, "
+                "retrieval.answer_reserve) and the prompt take it all")
+        over = [b for b in options.budgets if b > self.served.context_window]
+        if options.answers and over:
+            self.notes.append(f"budgets over the model's {self.served.context_window:,}-token "
+                              f"window ({', '.join(map(short_tokens, over))}) were not answered")
 
     # -- probes ---------------------------------------------------------------------------
     def make_probes(self, entries: list[ChunkPayload], options: EvalOptions,
@@ -281,3 +294,17 @@ def without_model(settings: Settings) -> Served:
     tokenizer."""
     return Served("none", settings.retrieval.context_window, "settings",
                   load_tokenizer(settings.tokenizer.path), "llama3", None)
+
+
+def model_for(model: ServedModel, options: EvalOptions) -> tuple[LLMClient | None, Served]:
+    """The LLM client and served model an evaluation packs for. The model is started only
+    when it writes questions or answers them. Otherwise nothing is started: a client made
+    already, or an LLM at a configured URL, is asked for its window (the settings' when it
+    does not answer); without either, the settings' window and tokenizer."""
+    if options.answers or options.llm_questions:
+        llm = model.start()
+        return llm, model.served(require_server=True)
+    llm_settings = model.settings.llm
+    if model.client() is None and not (llm_settings.url or llm_settings.urls):
+        return None, without_model(model.settings)
+    return None, model.served(require_server=False)

@@ -12,7 +12,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from app.evaluation.evaluate import EvalProgress, Evaluation
+from app.evaluation.corpus import check_corpus
+from app.evaluation.evaluate import EvalProgress, Evaluation, model_for
 from app.evaluation.options import EvalOptions
 from app.evaluation.runs import list_runs, load_run, save_run
 from core.errors import NotFoundError, RagError
@@ -75,6 +76,11 @@ class EvalJobs:
         self._guard = threading.Lock()
 
     def submit(self, options: EvalOptions) -> EvalJob:
+        """Starts a job; refused at once (EmptyCollectionError, EvalBusyError) when the
+        collection holds no document or another evaluation runs."""
+        runtime = self.service.runtime
+        with runtime.lock.read():
+            check_corpus(runtime.store, self.settings.store.collection)
         with self._guard:
             if any(j.status in ("queued", "running") for j in self._jobs.values()):
                 raise EvalBusyError("an evaluation is already running: wait for it to finish")
@@ -105,14 +111,11 @@ class EvalJobs:
         job.status = "running"
         runtime = self.service.runtime
         try:
-            options = job.options
-            wants_model = options.answers or options.llm_questions
-            llm = self.service.start_llm() if wants_model else None
-            served = self.service.served(require_server=wants_model)
+            llm, served = model_for(self.service.model, job.options)
             with runtime.lock:
                 embedder = runtime.embedder()
             run = Evaluation(self.settings, runtime.store, embedder, served, llm,
-                             lock=runtime.lock, progress=_JobProgress(job)).run(options)
+                             lock=runtime.lock, progress=_JobProgress(job)).run(job.options)
             save_run(self.settings, run)
             job.run = public_run(run.to_dict())
             job.status = "done"

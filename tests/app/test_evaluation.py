@@ -4,6 +4,7 @@ tokenizer; the command itself in a subprocess for --compare and Ctrl-C."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -15,9 +16,14 @@ import pytest
 from fixtures_eval import write_eval_corpus, write_keyword_corpus
 
 from app.evaluation import EvalOptions, Evaluation, load_run, save_run, without_model
-from app.evaluation.corpus import TempCollection, sweep_stale, temp_collections
+from app.evaluation.corpus import (
+    EmptyCollectionError,
+    TempCollection,
+    sweep_stale,
+    temp_collections,
+)
 from app.evaluation.probes import answerable, insert_at, masked_probe, needle_facts
-from core.choices import Layout
+from core.choices import ContextMode, Layout
 from core.errors import RagError
 from core.settings import Settings
 from ingest.payload import manifest
@@ -60,8 +66,90 @@ def test_needles_found_when_the_corpus_fits_and_missed_when_nothing_does(
     assert tight and not any(m.found for m in tight) and all(m.available == 0 for m in tight)
     assert _cell(run, ALL_FIT)["recall"] == 1.0 and _cell(run, NONE_FITS)["recall"] == 0.0
     assert run.recommendation["budget"] == ALL_FIT
+    assert run.notes == ["1100 left no room for passages: the answer reserve (1,024 tokens, "
+                         "retrieval.answer_reserve) and the prompt take it all"]
     assert temp_collections(settings) == [] and run.temp_collection.startswith("eval-tmp-")
     assert not (settings.data_dir / "qdrant" / run.temp_collection).exists()
+
+
+def _whole_document_costs(settings: Settings, embedder: Any, copies: dict[str, str],
+                          folder: Path, question: str) -> tuple[list[tuple[str, int]], int]:
+    """The probe copies ingested as the evaluation ingests them, and what each costs the
+    whole-document packer, in the order it takes them: [(file name, tokens)] by source, and
+    the prompt's tokens. The ledger gives each passage's tokens with its exact header; the
+    packer decides with the widest one ([999]), so that is put back."""
+    from ingest.pipeline import ingest
+    from retrieval.packer import header_for
+    from retrieval.service import RetrieveOptions, Retriever
+
+    folder.mkdir()
+    for name, text in copies.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    served = without_model(settings)
+    store = open_store(settings)
+    try:
+        ingest(settings, [folder], store=store, embedder=embedder)
+        result = Retriever(settings, store, embedder, served.counter).retrieve(
+            question, RetrieveOptions(budget_tokens=10**6, context_mode=ContextMode.FULL))
+    finally:
+        store.close()
+    assert result.packing.mode == "full" and not result.packing.left_out
+    cost: dict[str, int] = {}
+    for p in result.packing.passages:
+        exact, widest = served.counter.count_many([p.header, header_for(999, p)])
+        name = p.source.rsplit("/", 1)[-1]
+        cost[name] = cost.get(name, 0) + p.tokens - exact + widest
+    return sorted(cost.items()), result.budget.prompt_tokens
+
+
+def _taken_whole(costs: list[tuple[str, int]], available: int) -> set[str]:
+    """The documents the whole-document packer takes: in order, each that still fits."""
+    taken, used = set(), 0
+    for name, tokens in costs:
+        if used + tokens <= available:
+            taken.add(name)
+            used += tokens
+    return taken
+
+
+def test_a_budget_holding_part_of_the_corpus_misses_the_needles_of_the_documents_left_out(
+        tmp_path: Path, make_settings: Any, embedder: Any) -> None:
+    """Whole documents as many as fit (context_mode full): at a budget that holds about half
+    of the copies, exactly the needles in the copies the packer leaves out are missed."""
+    from ingest.pipeline import ingest
+
+    retrieval = {"context_mode": "full", "answer_reserve": 64}
+    settings = make_settings(tmp_path / "data", retrieval=retrieval)
+    ingest(settings, write_eval_corpus(tmp_path / "docs"), embedder=embedder)
+    store = open_store(settings)
+    try:
+        entries = sorted(manifest(store), key=lambda d: (d.source, d.document_id))
+        made = Evaluation(settings, store, embedder, without_model(settings)).make_probes(
+            entries, EvalOptions(probes=6, kinds=("needle",)), random.Random(0))
+    finally:
+        store.close()
+    costs, prompt = _whole_document_costs(
+        make_settings(tmp_path / "copies-data", retrieval=retrieval), embedder, made.copies,
+        tmp_path / "copies", made.needles[0].question)
+    partial = 64 + prompt + sum(t for _, t in costs) // 2
+    run = _evaluate(settings, embedder, probes=6, kinds=("needle",), budgets=(partial, ALL_FIT),
+                    layouts=(Layout.DOCUMENT, Layout.EDGES))
+    assert run.probes == made.needles  # the copies measured are the ones costed
+    assert sorted({p.document for p in run.probes}) == [n for n, _ in costs if "needle" in n]
+    missed = set()
+    for m in run.measurements:
+        probe = run.probes[m.probe]
+        assert m.packed == "full"
+        if m.budget == ALL_FIT:
+            assert m.found, probe
+            continue
+        expected = probe.document in _taken_whole(costs, m.available)
+        assert m.found == expected, (probe.document, probe.depth, m.available, costs)
+        if not expected:
+            missed.add(probe.document)
+    assert 0 < len(missed) < len(run.probes)  # the budget holds part of the needles
+    assert 0 < _cell(run, partial)["recall"] < 1.0 == _cell(run, ALL_FIT)["recall"]
+    assert temp_collections(settings) == []
 
 
 def test_passage_probes_are_distinct_stored_sentences_masked(
@@ -78,13 +166,27 @@ def test_passage_probes_are_distinct_stored_sentences_masked(
     assert _cell(run, ALL_FIT)["recall"] == 1.0
 
 
-def test_an_empty_collection_and_bad_options_are_one_line_errors(
-        settings: Settings, embedder: Any) -> None:
-    with pytest.raises(RagError, match="collection is empty"):
+def test_a_missing_or_empty_collection_and_bad_options_are_one_line_errors(
+        tmp_path: Path, settings: Settings, embedder: Any) -> None:
+    with pytest.raises(EmptyCollectionError, match="collection 'documents' does not exist"):
+        _evaluate(settings, embedder, probes=2, budgets=(ALL_FIT,))
+    store = open_store(settings)
+    store.ensure_collection(embedder.dim)
+    store.close()
+    with pytest.raises(EmptyCollectionError, match="collection 'documents' is empty"):
         _evaluate(settings, embedder, probes=2, budgets=(ALL_FIT,))
     with pytest.raises(RagError, match="probes"):
         EvalOptions(probes=0)
     assert temp_collections(settings) == []
+    # Refused before the embedder loads or the served model starts (no --no-llm here); run
+    # away from the data dir, so the collection is found empty only through --data-dir.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = subprocess.run(_rag(settings.data_dir, "eval"), cwd=elsewhere, env=_env(settings),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stdout == "", r.stderr
+    assert r.stderr.splitlines() == ["error: collection 'documents' is empty: ingest "
+                                     "documents into it first, then evaluate it"]
 
 
 def test_a_collection_left_by_a_killed_run_is_swept(settings: Settings) -> None:

@@ -128,7 +128,9 @@ def test_evaluation_page_in_a_browser(ui_url: str, browser: object) -> None:
     expect(page.get_by_role("heading", name="Ask your documents")).to_be_visible(timeout=60_000)
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_role("link", name="Evaluation").click()
-    expect(page.get_by_role("heading", name="Evaluation", exact=True)).to_be_visible()
+    # The page's first run in this server compiles it: seconds on a loaded machine.
+    expect(page.get_by_role("heading", name="Evaluation", exact=True)).to_be_visible(
+        timeout=30_000)
     probes = page.get_by_label("Probes of each kind (needles, passages)")
     probes.fill("2")  # (Enter would submit the form already)
     page.get_by_role("button", name="Run the evaluation").click()

@@ -26,6 +26,8 @@ def test_progress_chart_rows_and_recommendation() -> None:
     assert progress({"status": "queued"}) == ("Waiting to start…", 0.0)
     assert progress({"status": "running", "stage": "retrieve", "done": 3, "total": 12}) == \
         ("Retrieving… 3/12", 0.25)
+    assert progress({"status": "running", "stage": "answer", "done": 1, "total": 4}) == \
+        ("Retrieving and answering… 1/4", 0.25)
     assert progress({"status": "failed"}) == ("Failed.", 1.0)
     rows = chart_rows(RUN)
     assert [(r["budget"], r["metric"], r["value"]) for r in rows] == [

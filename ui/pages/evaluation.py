@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import altair as alt
-import pandas as pd
 import streamlit as st
 
 from ui.client import ApiClient, ApiError
@@ -67,6 +65,9 @@ def start_form(client: ApiClient) -> None:
 
 
 def show_run(run: dict[str, Any]) -> None:
+    import altair as alt  # here: the page's heading and form show before it loads
+    import pandas as pd
+
     st.subheader(f"Run {run['id']}")
     text = recommendation(run)
     if text:
@@ -99,7 +100,7 @@ def earlier_runs(client: ApiClient) -> None:
     if not runs:
         st.caption("No evaluation has run on this collection yet.")
         return
-    st.dataframe(pd.DataFrame(run_rows(runs)), hide_index=True, width="stretch")
+    st.dataframe(run_rows(runs), hide_index=True, width="stretch")
     chosen = st.selectbox("Show a run", [r["id"] for r in runs], index=None, key="eval_pick")
     if chosen and chosen != (st.session_state.get("eval_run") or {}).get("id"):
         try:
