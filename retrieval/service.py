@@ -532,4 +532,3 @@ class Retriever:
                 ref = ChunkRef.from_chunk(point.id, payload)
                 found[(ref.document_id, ref.index)] = ref
         return found
-
