@@ -70,7 +70,7 @@ WORDS_B = ["falcon", "harbor", "meadow", "lantern", "orchid", "glacier", "thistl
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # What issue 15 added, turned off: today's packing.
-TODAY = {"coverage": 0.0, "leaders": 3, "query_variants": False}
+TODAY = {"coverage": 0.0, "leaders": 3, "query_variants": False, "follow_hops": 0}
 
 
 @dataclass

@@ -276,6 +276,11 @@ class RetrievalSettings(_Section):
         True,
         description="A question that lists three or more things ('for A, B and C') also "
         "searches each on its own, and the hits are taken in turn.")
+    follow_hops: int = Field(
+        4, ge=0, le=8,
+        description="Follow-up searches for the names that assignments ('X = Y', 'X := Y') in "
+        "the best hits tie to the question's numbers and names, each hop on the names the "
+        "last found (a chain of variables; 0: off; see bench/multi_needle.py, task vt).")
 
 
 class LLMSettings(_Section):

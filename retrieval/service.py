@@ -22,10 +22,15 @@ from ingest.payload import ChunkPayload, manifest, point_id
 from ingest.sparse import SparseEncoder
 from ingest.store import LIVE, Store, Where
 from ingest.tokenizer import TokenCounter
+from retrieval import hops
 from retrieval.budget import Budget, compute_budget
 from retrieval.packer import ChunkRef, Hit, LeftOut, Packer, Packing, header_for
 from retrieval.prompt import ChatFormat, Message, prompt_overhead
 from retrieval.variants import keyword_variants
+
+# One retrieval's searches, by (query, limit, promoted): a query searched again (a hop's, or
+# after the refill widened another's limit) is not sent to the store twice.
+Searched = dict[tuple[str, int, bool], tuple[list[Hit], bool]]
 
 
 @dataclass(frozen=True)
@@ -256,15 +261,23 @@ class Retriever:
         available = budget.available
         narrowed = self._neighbours_for(available, plan.neighbours)
         r = self.settings.retrieval
-        packer = Packer(self.counter, narrowed, plan.layout, r.coverage)
+        packer = Packer(self.counter, narrowed, plan.layout, self._coverage_for(available))
         queries = [query, *(keyword_variants(plan.question) if r.query_variants else [])]
         # Hits widened by neighbours fill the budget with fewer of them: search for that
         # many first, and for enough single chunks only when those left room unfilled
         # (hits that touch share neighbours, so each adds less).
         limit = self._candidates(available, 1 + narrowed)
-        hits, more = self._search_all(queries, plan.search_mode, selection, available, limit)
+        searched: Searched = {}
+        hits, more = self._search_all(queries, plan.search_mode, selection, available, limit,
+                                      searched)
         if not hits:
             return self._empty(plan, budget), 0, "no passage matches the question"
+        followed = self._follow_hops(plan.question, hits, plan.search_mode, selection,
+                                     available, limit, searched)
+        if followed:
+            queries += followed
+            hits, more = self._search_all(queries, plan.search_mode, selection, available,
+                                          limit, searched)
         packing = self._pack(packer, hits, narrowed, available)
         # Duplicates (copies of a file) and touching hits add less than a widened hit each:
         # while that leaves the budget short and the store has more, search wider.
@@ -276,13 +289,19 @@ class Retriever:
             if limit <= len(hits):
                 break
             hits, more = self._search_all(queries, plan.search_mode, selection, available,
-                                          limit)
+                                          limit, searched)
             packing = self._pack(packer, hits, narrowed, available)
-        if len(queries) > 1:
+        listed = len(queries) - 1 - len(followed)
+        if listed:
             packing.notes.append(
-                f"sub-queries: the question lists {len(queries) - 1} things; each was searched "
+                f"sub-queries: the question lists {listed} things; each was searched "
                 "on its own beside the question and their hits taken in turn "
-                f"(retrieval.query_variants): {' | '.join(queries[1:])}")
+                f"(retrieval.query_variants): {' | '.join(queries[1:1 + listed])}")
+        if followed:
+            packing.notes.append(
+                f"follow-up: assignments in the best hits named {len(followed)} more things to "
+                f"search, hop by hop, their hits taken in turn with the question's "
+                f"(retrieval.follow_hops): {' | '.join(followed)}")
         if narrowed != plan.neighbours:
             packing.notes.append(f"neighbours {plan.neighbours} -> {narrowed}: the budget holds "
                                  f"fewer than {self.MIN_PASSAGES} widened passages")
@@ -295,6 +314,11 @@ class Retriever:
     REFILL_BELOW = 0.9  # search again, for more candidates, when less of the budget is used
     REFILL_ROUNDS = 3  # ... at most this many times, each for twice as many or more
     PROMOTE_BELOW_CHUNKS = 64  # leaders are promoted when the budget holds fewer chunks
+    # The coverage pass where the budget holds fewer chunks (57k tokens at 512/64): at 16-32k
+    # it packs spread evidence that widened hits crowd out (bench/multi_needle.py), at 128k
+    # the widened hits hold it anyway, and placing ~230 hits bare and then widening them made
+    # retrieve+pack 1.3x slower (15k chunks, 131,072 tokens; bench/README.md).
+    COVER_BELOW_CHUNKS = 128
 
     @property
     def _chunk_tokens(self) -> int:
@@ -310,6 +334,12 @@ class Retriever:
             return []
         hits, _ = self._search(query, mode, selection, available, self._candidates(available, 1))
         return hits[:n]
+
+    def _coverage_for(self, available: int) -> float:
+        """`retrieval.coverage` where few passages fit; none where the budget holds
+        COVER_BELOW_CHUNKS chunks or more."""
+        covers = available < self.COVER_BELOW_CHUNKS * self._chunk_tokens
+        return self.settings.retrieval.coverage if covers else 0.0
 
     def _neighbours_for(self, available: int, neighbours: int) -> int:
         """Neighbours only when the budget holds MIN_PASSAGES hits widened by them: at 4k
@@ -382,16 +412,47 @@ class Retriever:
             self._vectors[key] = (dense, sparse)
         return self._vectors[key]
 
+    def _follow_hops(self, question: str, hits: list[Hit], mode: SearchMode,
+                     selection: Selection, available: int, limit: int,
+                     searched: Searched) -> list[str]:
+        """The follow-up queries (retrieval/hops.py): the names that assignments in the best
+        hits tie to the question, then to those names, up to `retrieval.follow_hops` hops."""
+        r = self.settings.retrieval
+        known = hops.anchors(question)
+        anchors = set(known)
+        followed: list[str] = []
+        for _ in range(r.follow_hops):
+            names = hops.assigned_names((h.chunk.core for h in hits[:r.leaders]), anchors,
+                                        known)[:hops.MAX_NAMES]
+            if not names:
+                break
+            followed.append(" ".join(names))
+            known.update(names)
+            anchors = set(names)
+            hits = self._searched(followed[-1], mode, selection, available, limit, True,
+                                  searched)[0]
+        return followed
+
+    def _searched(self, query: str, mode: SearchMode, selection: Selection, available: int,
+                  limit: int, promote: bool, searched: Searched) -> tuple[list[Hit], bool]:
+        """`_search`, once per query, limit and promotion within one retrieval."""
+        key = (query, limit, promote)
+        if key not in searched:
+            searched[key] = self._search(query, mode, selection, available, limit, promote)
+        return searched[key]
+
     def _search_all(self, queries: list[str], mode: SearchMode, selection: Selection,
-                    available: int, limit: int) -> tuple[list[Hit], bool]:
+                    available: int, limit: int,
+                    searched: Searched) -> tuple[list[Hit], bool]:
         """The hits of each query, taken in turn (each one's first, then each one's second,
         ...; a chunk once), so every sub-query's best hits rank near the top; and whether
         any search had more. Fused scores are 1 / (rrf_k + place) in that order."""
         if len(queries) == 1:
-            return self._search(queries[0], mode, selection, available, limit)
+            return self._searched(queries[0], mode, selection, available, limit, False,
+                                  searched)
         # A sub-query's own point is its keyword leader (the item's name): promoted at any
         # budget, where fusion would rank it below chunks both searches find half-well.
-        lists = [self._search(q, mode, selection, available, limit, promote=n > 0)
+        lists = [self._searched(q, mode, selection, available, limit, n > 0, searched)
                  for n, q in enumerate(queries)]
         order: dict[str, Hit] = {}
         for rank in range(max(len(hits) for hits, _ in lists)):

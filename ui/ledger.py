@@ -1,6 +1,7 @@
 """The context ledger as a picture: one bar of the requested budget split into the prompt
 (system prompt, template, question, history), each document's passages, the answer reserve
-and what was left unused; with the passages left out, counted by reason.
+and what was left unused; with the passages left out, counted by reason, and the packer's
+notes on why it chose what it did.
 
 Pure functions of the ledger dict that the API returns; the HTML needs no JavaScript.
 """
@@ -115,6 +116,21 @@ def left_out_text(ledger: dict[str, Any]) -> str:
     return f"{n} passage{'s' * (n != 1)} left out: {reasons}."
 
 
+def notes(ledger: dict[str, Any]) -> list[str]:
+    """The packer's notes (coverage, sub-queries, narrowed neighbours, a kept context), one
+    line each; none from an API that sends none."""
+    return [str(n) for n in ledger.get("notes") or [] if str(n).strip()]
+
+
+def notes_html(ledger: dict[str, Any]) -> str:
+    lines = notes(ledger)
+    if not lines:
+        return ""
+    items = "".join(f'<li>{html.escape(n)}</li>' for n in lines)
+    return ('<div class="rag-ledger-notes" style="color:#666">How the context was chosen:'
+            f'<ul style="margin:0;padding-left:1.2em">{items}</ul></div>')
+
+
 def render_html(ledger: dict[str, Any]) -> str:
     """The bar with a legend, as self-contained HTML (inline styles only)."""
     size = total(ledger) or 1
@@ -142,4 +158,4 @@ def render_html(ledger: dict[str, Any]) -> str:
         + "".join(bar) + "</div>"
         f'<div style="margin-top:4px;display:flex;flex-wrap:wrap">{"".join(legend)}</div>'
         f'<div style="color:#666">{html.escape(left_out_text(ledger))}</div>'
-        "</div>")
+        + notes_html(ledger) + "</div>")

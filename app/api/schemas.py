@@ -112,14 +112,29 @@ class _Labelled(_Open):
 
 
 class PassageOut(_Labelled):
+    chunks: list[int] = Field(description="First and last chunk index of the passage.")
     tokens: int
     score: float | None = None
 
 
 class LeftOutOut(_Open):
-    reason: str
+    reason: str = Field(description="budget, duplicate or filter.")
     document_id: str
     source: str
+    page: int | None = None
+    chunk_index: int | None = None
+    tokens: int = Field(0, description="What it would have added (0 for a filtered document).")
+    score: float | None = None
+
+
+class DocumentTokensOut(_Open):
+    """One document's share of the context."""
+
+    document_id: str
+    source: str
+    title: str | None = None
+    passages: int
+    tokens: int
 
 
 class Ledger(_Open):
@@ -133,8 +148,22 @@ class Ledger(_Open):
     layout: str
     search_mode: str
     candidates: int
-    documents: Any = None
+    documents: list[DocumentTokensOut]
+    tokenizer: str = Field(description="The tokenizer the context was counted with.")
+    seconds: float = Field(description="Time spent retrieving and packing.")
     message: str
+    notes: list[str] = Field(default_factory=list, description="Why the packing chose what it "
+                             "did (coverage, sub-queries searched, narrowed neighbours, a "
+                             "follow-up's kept context), one line each.")
+
+
+class AnswerLedger(Ledger):
+    """The ledger of an answer: also the text searched for and whether a follow-up kept the
+    previous context."""
+
+    search_query: str = Field(description="The text searched for (a follow-up's carries the "
+                              "previous question).")
+    reused_context: bool = Field(description="A follow-up answered from the previous context.")
 
 
 class RetrieveResponse(Ledger):
@@ -180,7 +209,7 @@ class AnswerOut(_Open):
     answer: str
     citations: list[CitationOut]
     invalid_citations: list[int]
-    ledger: Ledger
+    ledger: AnswerLedger
     usage: dict[str, Any]
     model: str
     finish_reason: str | None = None
@@ -389,6 +418,6 @@ class ChatCompletion(BaseModel):
     choices: list[ChatChoice]
     usage: ChatUsage
     citations: list[CitationOut] = Field(description="RAG: the passages the answer cites.")
-    ledger: Ledger = Field(description="RAG: what went into the context.")
+    ledger: AnswerLedger = Field(description="RAG: what went into the context.")
     sentences: list[SentenceOut] = Field(default_factory=list,
                                          description="RAG: each sentence, checked.")

@@ -52,3 +52,18 @@ def assert_envelope(response: httpx.Response, status: int, code: str | None = No
     if param is not None:
         assert err["param"] == param, err
     return err  # type: ignore[no-any-return]
+
+
+def undeclared(model: Any, at: str = "") -> list[str]:
+    """Paths of the fields a validated response model holds that its schema does not declare
+    (extras of its open models, nested ones included)."""
+    from pydantic import BaseModel
+
+    if isinstance(model, list):
+        return [p for i, m in enumerate(model) for p in undeclared(m, f"{at}[{i}]")]
+    if not isinstance(model, BaseModel):
+        return []
+    found = [f"{at}.{k}" for k in (model.model_extra or {})]
+    for name in type(model).model_fields:
+        found += undeclared(getattr(model, name), f"{at}.{name}")
+    return found

@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import Api, assert_envelope
+from api_helpers import Api, assert_envelope, undeclared
 from support.sse import sse_events
+
+from app.api.schemas import AnswerOut, RetrieveResponse
 
 QUESTION = "How long can the lighthouse lamp run on its reserve batteries?"
 SMALL = {"budget_tokens": 1024}
@@ -27,6 +29,20 @@ def test_retrieve_packs_the_passage_with_its_ledger(client: httpx.Client) -> Non
     sources = [p["source"] for p in body["passages"]]
     assert any(s.endswith("lighthouse-maintenance.md") for s in sources)
     assert {"left_out", "mode", "layout", "search_mode", "documents", "message"} <= set(body)
+
+
+def test_the_ledger_returned_is_the_ledger_declared(client: httpx.Client) -> None:
+    """Every field /v1/retrieve returns is in its schema (so in the OpenAPI document that
+    clients generate from), the notes included."""
+    r = client.post("/v1/retrieve", json={"question": QUESTION, "budget_tokens": 1024,
+                                           "context": "retrieve"})
+    body = r.json()
+    assert undeclared(RetrieveResponse.model_validate(body)) == []
+    assert body["notes"]  # the budget narrows the neighbours, and says so
+    doc = client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"notes", "tokenizer", "seconds", "documents"} <= set(doc["RetrieveResponse"]["properties"])
+    assert {"search_query", "reused_context"} <= set(doc["AnswerLedger"]["properties"])
+    assert {"chunks"} <= set(doc["PassageOut"]["properties"])
 
 
 def test_retrieve_options_and_filters_reach_the_packer(client: httpx.Client) -> None:
@@ -60,6 +76,7 @@ def test_query_answers_with_citations_and_ledger(client: httpx.Client) -> None:
     for c in body["citations"]:
         assert c["text"][c["quote_start"]:c["quote_end"]] == c["quote"]
     assert_checked_sentences(body)
+    assert undeclared(AnswerOut.model_validate(body)) == []
 
     # A follow-up with the history: the search text carries the previous question.
     follow = client.post("/v1/query", json={

@@ -39,7 +39,7 @@ def test_small_budgets_pack_bare_hits_and_say_so(haystack):
     assert [p.to_dict() for p in small.packing.passages] == \
         [p.to_dict() for p in bare.packing.passages]
     assert len(small.packing.passages) >= 4
-    big = haystack.retriever().retrieve(question, RetrieveOptions(budget_tokens=65536))
+    big = haystack.retriever().retrieve(question, RetrieveOptions(budget_tokens=32768))
     notes = big.to_dict()["notes"]  # neighbours kept; the coverage pass says what it did
     assert len(notes) == 1 and notes[0].startswith("coverage: the ")
     assert any(p.last > p.first for p in big.packing.passages)  # widened by neighbours

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import socket
 
 import pytest
@@ -81,6 +82,8 @@ def test_answer_with_citations_ledger_follow_up_and_new_conversation(ui_env: Run
     page = _texts(at)
     assert turns[0].answer in page
     assert 'class="rag-ledger"' in page and FIXTURE_NAME in page
+    # The packer's notes are shown with the ledger (this budget narrows the neighbours).
+    assert ledger["notes"] and all(html.escape(n) in page for n in ledger["notes"])
     # Each sentence of the answer is checked; the expander counts the verdicts.
     assert turns[0].sentences and all(s["text"] in turns[0].answer for s in turns[0].sentences)
     assert any(e.label.startswith("Checked sentences: ") for e in at.expander)

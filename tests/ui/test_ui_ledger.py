@@ -67,6 +67,17 @@ def test_html_is_escaped_and_proportional() -> None:
     assert "2 over the budget" in page
 
 
+def test_notes_are_listed_under_the_bar_escaped() -> None:
+    noted = {**LEDGER, "notes": ["neighbours 1 -> 0: the budget holds fewer than 8 widened "
+                                 "passages", "sub-queries: <a> | b", " "]}
+    assert ledger.notes(noted) == noted["notes"][:2]
+    page = ledger.render_html(noted)
+    assert "How the context was chosen:" in page
+    assert "<li>neighbours 1 -&gt; 0: the budget holds" in page
+    assert "<li>sub-queries: &lt;a&gt; | b</li>" in page and page.count("<li>") == 2
+    assert "How the context was chosen" not in ledger.render_html(LEDGER)  # none sent
+
+
 def test_empty_ledger_does_not_fail() -> None:
     assert ledger.segments({}) == []
     assert "0 tokens" in ledger.render_html({})
