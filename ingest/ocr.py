@@ -183,9 +183,9 @@ class OcrReader:
     def read(self, doc: LoadedDocument, progress: PageProgress | None = None) -> None:
         """Puts the OCR text of `doc`'s scanned pages among its sections (in page order) and
         notes what was left out; a LoadError when the document ends up with no text."""
-        if not doc.scans and (doc.render is None or self.settings.ocr != "always"):
-            return  # no page to read: the loader kept only documents with text
         render, doc.render = doc.render, None  # it holds the file's bytes
+        if not doc.scans and (render is None or self.settings.ocr != "always"):
+            return  # no page to read: the loader kept only documents with text
         pages = _pages_of(doc)
         wanted = [p for p in pages if p.page is not None and self._wanted(p, render)]
         total = min(len(wanted), self.settings.ocr_max_pages)
