@@ -521,6 +521,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="--memory: size of the text file (default: %(default)s)")
     ap.add_argument("--pdf-pages", type=int, default=2000,
                     help="--memory: pages of the PDF (default: %(default)s)")
+    ap.add_argument("--pdf-photos", type=int, default=600,
+                    help="--memory: pages of the PDF of photos, 100 KB each (default: "
+                         "%(default)s; 0: no such row)")
     ap.add_argument("--upload-mb", type=float, default=50.0,
                     help="--memory: size of the uploaded text file (default: %(default)s)")
     ap.add_argument("--before", type=Path, default=None,
@@ -539,7 +542,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def memory_main(args: argparse.Namespace) -> int:
     """The --memory rows, each command in a process of its own (bench/ingest_memory.py)."""
     from _common import environment, log, table, write_results
-    from ingest_memory import api_row, ingest_row, write_pdf, write_text_file
+    from ingest_memory import api_row, ingest_row, write_pdf, write_photo_pdf, write_text_file
 
     work = (args.work or Path(tempfile.mkdtemp(prefix="bench-ingest-memory-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -548,12 +551,16 @@ def memory_main(args: argparse.Namespace) -> int:
         text = write_text_file(work / "big.txt", args.text_mb)
         upload = write_text_file(work / "upload.txt", args.upload_mb)
         pdf = write_pdf(work / "big.pdf", args.pdf_pages)
+        photos = write_photo_pdf(work / "photos.pdf", args.pdf_photos) if args.pdf_photos else None
         roots = [("after", ROOT)] + ([("before", args.before.resolve())] if args.before else [])
         rows = []
         for label, root in roots:
             cases = [("rag ingest, text", ingest_row, text),
                      (f"rag ingest, PDF {args.pdf_pages} pages", ingest_row, pdf),
                      ("rag api, upload of text", api_row, upload)]
+            if photos is not None:
+                cases.insert(2, (f"rag ingest, PDF {args.pdf_photos} pages of photos",
+                                 ingest_row, photos))
             for n, (what, measure, file) in enumerate(cases):
                 log(f"{label}: {what} ...")
                 scratch = work / f"{label}-{n}"

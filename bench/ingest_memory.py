@@ -6,6 +6,7 @@ before a change) for a baseline in the same run."""
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LINE = "The quick brown fox jumps over the lazy dog. "
+_LIMIT_MB = 4096  # ingest.max_file_mb and api.max_upload_mb in the measured processes
 
 
 @dataclass
@@ -59,10 +61,48 @@ def write_pdf(path: Path, pages: int) -> Path:
     return path
 
 
+def write_photo_pdf(path: Path, pages: int, side: int = 320) -> Path:
+    """`pages` pages, each the same line of text over a photo of its own (random grey
+    pixels, stored unfiltered: `side` squared bytes a page), written object by object:
+    PDFium keeps each image it has read until the document closes."""
+    rng = random.Random(11)
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]  # 2: the page tree, filled in last
+    font = 3
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    kids = []
+    text = b"BT /F1 11 Tf 10 20 Td (The harbour ledger lists every ship that entered the bay.) Tj ET"
+    for _ in range(pages):
+        first = len(objects) + 1
+        pixels = rng.randbytes(side * side)
+        objects.append(b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace "
+                       b"/DeviceGray /BitsPerComponent 8 /Length %d >>\nstream\n%s\nendstream"
+                       % (side, side, len(pixels), pixels))
+        draw = b"q 280 0 0 200 10 60 cm /Im1 Do Q " + text
+        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(draw), draw))
+        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 300] /Contents %d 0 R "
+                       b"/Resources << /Font << /F1 %d 0 R >> /XObject << /Im1 %d 0 R >> >> >>"
+                       % (first + 1, font, first))
+        kids.append(b"%d 0 R" % (first + 2))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), pages)
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (n, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    path.write_bytes(bytes(out))
+    return path
+
+
 def _env(root: Path, data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(PYTHONPATH=str(root), RAG_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1",
-               PYTHONDONTWRITEBYTECODE="1")
+               PYTHONDONTWRITEBYTECODE="1",
+               # A file written to "200 MB" is a little over: the defaults would refuse it.
+               RAG_INGEST__MAX_FILE_MB=str(_LIMIT_MB), RAG_API__MAX_UPLOAD_MB=str(_LIMIT_MB))
     return env
 
 
@@ -76,7 +116,7 @@ def _peak_of(cmd: list[str], root: Path, data_dir: Path) -> float:
         except OSError:
             break
         time.sleep(0.05)
-    if proc.wait() not in (0, 1):
+    if proc.wait() != 0:  # 1: the file failed, and the peak says nothing
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}")
     return peak
 
@@ -116,7 +156,9 @@ def api_row(what: str, file: Path, root: Path, work: Path, timeout_s: float = 36
             end = time.monotonic() + timeout_s
             while time.monotonic() < end:
                 state = client.get(f"/v1/jobs/{job['id']}").json()
-                if state.get("status") in ("done", "failed"):
+                if state.get("status") == "failed":
+                    raise RuntimeError(f"the upload's job failed: {state}")
+                if state.get("status") == "done":
                     break
                 time.sleep(0.2)
             peak = status_mb(proc.pid, "VmHWM")

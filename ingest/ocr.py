@@ -17,13 +17,14 @@ import shutil
 import sqlite3
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from core.errors import LoadError
 from core.settings import IngestSettings
-from ingest.loaders.base import LoadedDocument, Section, clean, short
+from ingest.loaders.base import LoadedDocument, PageRenderer, Section, clean, no_text_error, short
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -182,73 +183,104 @@ class OcrReader:
     def read(self, doc: LoadedDocument, progress: PageProgress | None = None) -> None:
         """Puts the OCR text of `doc`'s scanned pages among its sections (in page order) and
         notes what was left out; a LoadError when the document ends up with no text."""
-        texts: dict[int, str] = {}
-        failed: dict[int, str] = {}
+        render, doc.render = doc.render, None  # it holds the file's bytes
+        if not doc.scans and (render is None or self.settings.ocr != "always"):
+            return  # no page to read: the loader kept only documents with text
+        pages = _pages_of(doc)
+        wanted = [p for p in pages if p.page is not None and self._wanted(p, render)]
+        total = min(len(wanted), self.settings.ocr_max_pages)
+        doc.sections = list(self._sections(doc, pages, render, progress, total))
+
+    def stream(self, doc: LoadedDocument, progress: PageProgress | None = None
+               ) -> Iterator[Section]:
+        """The sections of `doc.stream` (one a page, those without a text layer marked
+        `scan`, as ingest/loaders/pdf.py's `stream_pdf` gives them) as `read` would leave
+        them: scanned pages read as they come, empty pages dropped; the notes are added and
+        a LoadError raised when the stream ends. `progress` is told of at most as many pages
+        as may still be read (scanned pages found so far and the pages not yet parsed)."""
+        assert doc.stream is not None
+        render, doc.render = doc.render, None
+        return self._sections(doc, doc.stream, render, progress, None)
+
+    def _wanted(self, page: Section, render: PageRenderer | None) -> bool:
+        mode = self.settings.ocr
+        return mode != "off" and render is not None and (mode == "always" or page.scan)
+
+    def _sections(self, doc: LoadedDocument, pages: Iterable[Section],
+                  render: PageRenderer | None, progress: PageProgress | None,
+                  total: int | None) -> Iterator[Section]:
+        """The pages' sections, with the OCR text of those to read (`ingest.ocr`, at most
+        `ocr_max_pages`) in place of their text layer; `total`: the pages to read, when
+        known. Notes what was left out once the pages are done."""
+        read = _Reading()
+        limit = self.settings.ocr_max_pages
+        for number, page in enumerate(pages, 1):
+            read.seen(page)
+            section = replace(page, scan=False)
+            if (self._wanted(page, render) and page.page is not None
+                    and read.wants(page.page, limit) and (engine := self._engine_of(read))):
+                assert render is not None
+                if progress is not None:
+                    left = (doc.pages or 0) - number
+                    progress(len(read.pages) - 1, total or min(len(read.pages) + left, limit))
+                text = self._read_one(engine, render, page.page, read.failed)
+                if text:
+                    section = Section(text, page.page, ocr=True)
+            if section.text:
+                read.kept = True
+                yield section
+        if progress is not None and read.pages and read.missing is None:
+            progress(len(read.pages), len(read.pages))
+        self._finish(doc, read, render)
+
+    def _engine_of(self, read: _Reading) -> OcrEngine | None:
+        """The engine; None once it is found missing (`read.missing` says why)."""
+        if read.missing is None:
+            try:
+                return self.engine
+            except LoadError as exc:  # not installed: the pages with a text layer still count
+                read.missing = exc
+        return None
+
+    def _read_one(self, engine: OcrEngine, render: PageRenderer, page: int,
+                  failed: dict[int, str]) -> str:
+        """The page's OCR text; "" when there is none or the page failed (listed in
+        `failed` with the reason)."""
         try:
-            pages = self._pages(doc)
-            if pages:
-                texts, failed = self._read_pages(doc, pages, progress)
-        except LoadError as exc:  # no engine: the pages with a text layer still count
-            if not doc.sections:
-                raise
-            doc.notes.append(f"{_pages_text(pages)} without a text layer left out: {exc}")
-        finally:
-            doc.render = None  # holds the file's bytes
-        if texts:
-            kept = [s for s in doc.sections if s.page not in texts]
-            found = [Section(t, page, ocr=True) for page, t in texts.items()]
-            doc.sections = sorted(kept + found, key=lambda s: s.page or 0)
-        if failed:
-            doc.notes.append(failed_note(failed))
-        if not doc.sections:
-            if failed:
-                raise LoadError(failed_note(failed))
+            return self._read_page(engine, render(page, self.settings.ocr_dpi))
+        except (PageError, LoadError) as exc:
+            failed[page] = str(exc)
+        except OSError as exc:  # Pillow's decoder on a damaged frame
+            failed[page] = f"damaged image: {short(exc)}"
+        except Exception as exc:  # PDFium or a decoder on one damaged page
+            failed[page] = f"{type(exc).__name__}: {short(exc)}"
+        return ""
+
+    def _finish(self, doc: LoadedDocument, read: _Reading, render: PageRenderer | None) -> None:
+        """The notes on what was left out; a LoadError when no page has text."""
+        if not read.text and not read.scans:
+            raise no_text_error(doc.type)
+        if self.settings.ocr == "off" or render is None:
+            if read.scans and read.text:
+                doc.notes.append(f"{_pages_text(read.scans)} without a text layer left out: "
+                                 "OCR is off (ingest.ocr)")
+        elif read.wanted > self.settings.ocr_max_pages:
+            doc.notes.append(f"OCR read {self.settings.ocr_max_pages:,} of {read.wanted:,} "
+                             "pages, the rest are left out (ingest.ocr_max_pages)")
+        if read.missing is not None:
+            if not read.text:
+                raise read.missing
+            doc.notes.append(f"{_pages_text(read.pages)} without a text layer left out: "
+                             f"{read.missing}")
+        if read.failed:
+            doc.notes.append(failed_note(read.failed))
+        if not read.kept:
+            if read.failed:
+                raise LoadError(failed_note(read.failed))
             if self.settings.ocr == "off":
                 raise LoadError("no text could be extracted: its pages are images and OCR is "
                                 "off (ingest.ocr)")
             raise LoadError("no text could be extracted (OCR found none)")
-
-    def _pages(self, doc: LoadedDocument) -> list[int]:
-        """The pages to read, at most `ocr_max_pages` (a note says what was cut)."""
-        mode = self.settings.ocr
-        if mode == "off" or doc.render is None:
-            if doc.scans and doc.sections:
-                doc.notes.append(f"{_pages_text(doc.scans)} without a text layer left out: "
-                                 "OCR is off (ingest.ocr)")
-            return []
-        pages = list(range(1, (doc.pages or 0) + 1)) if mode == "always" else list(doc.scans)
-        limit = self.settings.ocr_max_pages
-        if len(pages) > limit:
-            doc.notes.append(f"OCR read {limit:,} of {len(pages):,} pages, the rest are left "
-                             "out (ingest.ocr_max_pages)")
-            pages = pages[:limit]
-        return pages
-
-    def _read_pages(self, doc: LoadedDocument, pages: list[int],
-                    progress: PageProgress | None) -> tuple[dict[int, str], dict[int, str]]:
-        assert doc.render is not None
-        engine = self.engine  # not installed: a LoadError for the file, before any page
-        texts: dict[int, str] = {}
-        failed: dict[int, str] = {}
-        for done, page in enumerate(pages):
-            if progress is not None:
-                progress(done, len(pages))
-            try:
-                text = self._read_page(engine, doc.render(page, self.settings.ocr_dpi))
-            except (PageError, LoadError) as exc:
-                failed[page] = str(exc)
-                continue
-            except OSError as exc:  # Pillow's decoder on a damaged frame
-                failed[page] = f"damaged image: {short(exc)}"
-                continue
-            except Exception as exc:  # PDFium or a decoder on one damaged page
-                failed[page] = f"{type(exc).__name__}: {short(exc)}"
-                continue
-            if text:
-                texts[page] = text
-        if progress is not None:
-            progress(len(pages), len(pages))
-        return texts, failed
 
     def _read_page(self, engine: OcrEngine, image: Image) -> str:
         key = page_key(engine.name, image)
@@ -263,6 +295,45 @@ class OcrReader:
 
     def close(self) -> None:
         self.cache.close()
+
+
+@dataclass
+class _Reading:
+    """What the OCR of one document's pages has met so far."""
+
+    scans: list[int] = field(default_factory=list)  # pages without a text layer
+    pages: list[int] = field(default_factory=list)  # pages to read, up to ocr_max_pages
+    wanted: int = 0  # pages to read, before the bound
+    text: bool = False  # a page had text of its own
+    kept: bool = False  # a section was kept (its own text, or OCR's)
+    failed: dict[int, str] = field(default_factory=dict)
+    missing: LoadError | None = None  # the engine is not installed
+
+    def seen(self, page: Section) -> None:
+        if page.scan and page.page is not None:
+            self.scans.append(page.page)
+        self.text = self.text or bool(page.text)
+
+    def wants(self, page: int, limit: int) -> bool:
+        """`page` is one more to read: True while within the bound."""
+        self.wanted += 1
+        if self.wanted > limit:
+            return False
+        self.pages.append(page)
+        return True
+
+
+def _pages_of(doc: LoadedDocument) -> list[Section]:
+    """A loaded document as one Section a page, in page order (empty for a page without
+    text), its scanned pages marked: what a streamed PDF gives."""
+    by_page = {s.page: s for s in doc.sections if s.page is not None}
+    count = max([doc.pages or 0, *doc.scans, *by_page])
+    scans = set(doc.scans)
+    pages = [s for s in doc.sections if s.page is None]
+    for number in range(1, count + 1):
+        own = by_page.get(number, Section("", number))
+        pages.append(replace(own, scan=number in scans))
+    return pages
 
 
 def failed_note(failed: dict[int, str]) -> str:

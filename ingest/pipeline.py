@@ -14,9 +14,10 @@ deleting or pruning the parent takes its children with it. An unchanged file's c
 left as they are; a changed file's are all re-ingested.
 
 Memory stays bounded whatever the file's size: a file is hashed in blocks, a text file is
-read and chunked a piece at a time (ingest/loaders/text.py, ingest/chunker.py), and chunks
-flow to the embedder through a bounded queue, so a document's chunks are written in many
-batches, all staged until the last one is written; its chunk and token totals are set with
+read and chunked a piece at a time (ingest/loaders/text.py, ingest/chunker.py), a PDF a page
+at a time with OCR of its scanned pages as they come (ingest/loaders/pdf.py, ingest/ocr.py),
+and chunks flow to the embedder through a bounded queue, so a document's chunks are written
+in many batches, all staged until the last one is written; its chunk and token totals are set with
 the flip to live.
 """
 
@@ -430,11 +431,16 @@ class Ingestor:
         assert doc is not None
         yield _Open(prep)
         result.chunks = result.tokens = 0
+        read, cached = self.ocr.pages_read, self.ocr.pages_cached
         try:
             for chunk in self.chunker.stream(chain(doc.sections, doc.stream or ())):
                 result.chunks += 1
                 result.tokens += chunk.core_tokens
                 yield prep, chunk
+            # A streamed PDF's pages are read by OCR as they are chunked.
+            result.ocr_pages += self.ocr.pages_read - read
+            result.ocr_cached += self.ocr.pages_cached - cached
+            result.notes = list(doc.notes)
         except OSError as exc:
             _fail(result, _reason(exc))
         except LoadError as exc:
@@ -443,7 +449,9 @@ class Ingestor:
             raise
         except Exception as exc:  # a parser bug on one odd file must not stop the batch
             _fail(result, _parse_failure(exc))
-        doc.sections, doc.stream = [], None
+        finally:
+            doc.close()  # a stream left midway (a failure, a stopped run) closes its file
+        doc.sections = []
         yield _Close(prep)
 
     def _prepare(self, path: Path, explicit: bool, live: dict[str, ChunkPayload],
@@ -523,6 +531,8 @@ class Ingestor:
             prep.result.reason = _parse_failure(exc)
         else:
             return True
+        if prep.doc is not None:
+            prep.doc.close()  # a stream not started: its file closes now
         prep.doc = None
         return False
 
@@ -572,7 +582,10 @@ class Ingestor:
         doc, result = prep.doc, prep.result
         assert doc is not None
         if doc.stream is not None:
-            return  # a text file: no pages to read
+            if doc.render is not None:  # a PDF's pages: read as they are chunked
+                doc.stream = self.ocr.stream(
+                    doc, lambda n, total: progress.ocr_page(result.path, n, total))
+            return
         read, cached = self.ocr.pages_read, self.ocr.pages_cached
         try:
             self.ocr.read(doc, lambda n, total: progress.ocr_page(result.path, n, total))

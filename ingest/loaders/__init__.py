@@ -15,7 +15,15 @@ from pathlib import Path
 
 from core.errors import LoadError
 from core.tracing import span
-from ingest.loaders.base import Attachment, LoadedDocument, LoadOptions, Section, clean, decode_text
+from ingest.loaders.base import (
+    Attachment,
+    LoadedDocument,
+    LoadOptions,
+    Section,
+    clean,
+    decode_text,
+    no_text_error,
+)
 from ingest.loaders.epub import load_epub
 from ingest.loaders.html import load_html
 from ingest.loaders.images import IMAGE_EXTENSIONS, load_image
@@ -23,7 +31,7 @@ from ingest.loaders.mail import load_eml, load_mbox
 from ingest.loaders.notebook import load_notebook
 from ingest.loaders.odf import load_odp, load_odt
 from ingest.loaders.office import load_docx, load_pptx
-from ingest.loaders.pdf import load_pdf
+from ingest.loaders.pdf import load_pdf, stream_pdf
 from ingest.loaders.rtf import load_rtf
 from ingest.loaders.sheets import load_csv, load_ods, load_xlsx
 from ingest.loaders.text import load_code, load_markdown, load_text, stream_text
@@ -121,19 +129,19 @@ def load(path: Path, data: bytes, options: LoadOptions | None = None) -> LoadedD
     doc.sections = [s for s in (replace(s, text=clean(s.text)) for s in doc.sections) if s.text]
     if not doc.sections and not doc.scans:
         # Pages waiting for OCR (doc.scans) may still bring text: ingest/ocr.py decides.
-        hint = " (no text layer, and no images for OCR to read)" if found.type == "pdf" else ""
-        raise LoadError(f"no text could be extracted{hint}")
+        raise no_text_error(found.type)
     if not doc.title:
         doc.title = path.stem
     return doc
 
 
-_STREAMED = {"text", "code", "markdown"}  # types whose file is read as it is chunked
+_STREAMED = {"text", "code", "markdown", "pdf"}  # types whose file is read as it is chunked
 
 
 def load_path(path: Path, options: LoadOptions | None = None) -> LoadedDocument:
-    """As `load` of the file's bytes, except that a text, code or Markdown file is read as it
-    is chunked: its text comes in `doc.stream` (see ingest/loaders/text.py)."""
+    """As `load` of the file's bytes, except that a text, code, Markdown or PDF file is read
+    as it is chunked: its text comes in `doc.stream` (see ingest/loaders/text.py, and
+    ingest/loaders/pdf.py for a PDF's pages, which ingest/ocr.py's `stream` finishes)."""
     found = _format_of(path)
     if found is None or found.type not in _STREAMED:
         return load(path, path.read_bytes(), options)
@@ -141,4 +149,8 @@ def load_path(path: Path, options: LoadOptions | None = None) -> LoadedDocument:
     if size == 0:
         raise LoadError("empty file")
     with span("rag.parse", rag__file_type=found.type, rag__bytes=size, rag__streamed=True):
-        return stream_text(path, found.type)  # opened here; its text is read as it is chunked
+        # Opened here; its text is read as it is chunked.
+        doc = stream_pdf(path) if found.type == "pdf" else stream_text(path, found.type)
+    if not doc.title:
+        doc.title = path.stem
+    return doc

@@ -31,6 +31,7 @@ class Section:
     label: str | None = None  # how citations name the page (`sheet Q3`), when not "page N"
     ocr: bool = False  # read by OCR from an image of the page
     more: bool = False  # the text goes on in the next Section (a long text read in pieces)
+    scan: bool = False  # a streamed page without a text layer, for OCR (ingest/ocr.py)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,13 @@ class LoadedDocument:
     # a LoadError from it fails the document.
     stream: Iterable[Section] | None = None
 
+    def close(self) -> None:
+        """Ends `stream` where it is, closing the file it reads."""
+        close = getattr(self.stream, "close", None)
+        if close is not None:
+            close()
+        self.stream = None
+
 
 @dataclass(frozen=True)
 class LoadOptions:
@@ -69,6 +77,12 @@ class LoadOptions:
 
     max_sheet_rows: int = 100_000
     max_unzipped_mb: float = 512.0
+
+
+def no_text_error(type_: str) -> LoadError:
+    """Why a document with no text, and no page for OCR to read, fails."""
+    hint = " (no text layer, and no images for OCR to read)" if type_ == "pdf" else ""
+    return LoadError(f"no text could be extracted{hint}")
 
 
 _BLANKS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
