@@ -374,13 +374,14 @@ class Retriever:
         """(dense, sparse) query vectors for the mode; the last question's (and its
         sub-queries') are kept, for a second search (more candidates) of the same text."""
         key = (question, mode)
-        if key not in self._vectors:
+        kept = self._vectors.get(key)  # threads share the retriever: one lookup, no check-then-get
+        if kept is None:
             if len(self._vectors) >= self.MAX_KEPT_VECTORS:
                 self._vectors.clear()
             dense = self.embedder.embed_query(question) if mode in ("hybrid", "dense") else None
             sparse = self.sparse.query(question) if mode in ("hybrid", "keyword") else None
-            self._vectors[key] = (dense, sparse)
-        return self._vectors[key]
+            kept = self._vectors[key] = (dense, sparse)
+        return kept
 
     def _search_all(self, queries: list[str], mode: SearchMode, selection: Selection,
                     available: int, limit: int) -> tuple[list[Hit], bool]:
