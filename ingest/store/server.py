@@ -67,7 +67,12 @@ class ServerStore:
                 **layout: Any) -> ServerStore:
         from qdrant_client import QdrantClient
 
-        client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s))
+        # Without check_compatibility=False the client asks for the server's version on a
+        # thread of its own and warns (UserWarning, on the terminal) when the server does
+        # not answer; an unreachable or incompatible server is our one-line StoreError at
+        # the first call instead.
+        client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s),
+                              check_compatibility=False)
         return cls(client, collection, where=f"the Qdrant server at {url}", **layout)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
