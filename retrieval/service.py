@@ -434,13 +434,14 @@ class Retriever:
         """Reciprocal rank fusion ranks a chunk that only one search finds (the exact words
         of a needle, found by keywords alone) below chunks both find half-well; at a small
         budget it is then left out. The top `retrieval.leaders` of each search, alternating,
-        go first."""
+        go first. Their ids are enough (the hits carry the payloads): Qdrant Edge turns
+        payloads into Python objects holding the GIL, most of a query's time."""
         n = self.settings.retrieval.leaders
         leaders: list[list[str]] = []
         for mode in (SearchMode.DENSE, SearchMode.KEYWORD):
             top = self.store.query(dense=dense if mode == SearchMode.DENSE else None,
                                    sparse=sparse if mode == SearchMode.KEYWORD else None,
-                                   mode=mode, where=where, limit=n)
+                                   mode=mode, where=where, limit=n, with_payload=False)
             leaders.append([p.id for p in top])
         order: list[str] = []
         for pair in zip(*[ids + [""] * (n - len(ids)) for ids in leaders], strict=True):

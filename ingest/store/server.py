@@ -144,13 +144,15 @@ class ServerStore:
                    points_selector=self.m.FilterSelector(filter=self._filter(where)), wait=True)
 
     def query(self, *, dense: list[float] | None, sparse: Sparse | None, mode: SearchMode,
-              where: Where, limit: int, rrf_k: int = 60) -> list[PointOut]:
+              where: Where, limit: int, rrf_k: int = 60,
+              with_payload: bool = True) -> list[PointOut]:
         with span("rag.search", rag__mode=str(mode), rag__limit=limit):
             return self._query(dense=dense, sparse=sparse, mode=mode, where=where, limit=limit,
-                               rrf_k=rrf_k)
+                               rrf_k=rrf_k, with_payload=with_payload)
 
     def _query(self, *, dense: list[float] | None, sparse: Sparse | None, mode: SearchMode,
-               where: Where, limit: int, rrf_k: int = 60) -> list[PointOut]:
+               where: Where, limit: int, rrf_k: int = 60,
+               with_payload: bool = True) -> list[PointOut]:
         m = self.m
         search = search_for(dense, sparse, mode)
         if search is None or not self.exists():
@@ -164,14 +166,14 @@ class ServerStore:
                 prefetch=[m.Prefetch(query=search.dense, using=DENSE, limit=limit, filter=flt),
                           m.Prefetch(query=sparse_q, using=SPARSE, limit=limit, filter=flt)],
                 query=m.RrfQuery(rrf=m.Rrf(k=rrf_k)), query_filter=flt, limit=limit,
-                with_payload=True,
+                with_payload=with_payload,
             )
         else:
             by_dense = search.dense is not None
             result = self._call(
                 self.client.query_points, self.collection,
                 query=search.dense if by_dense else sparse_q, using=DENSE if by_dense else SPARSE,
-                query_filter=flt, limit=limit, with_payload=True,
+                query_filter=flt, limit=limit, with_payload=with_payload,
             )
         return scored(result.points)
 

@@ -1,8 +1,8 @@
 """Reads do not wait on each other over HTTP: /readyz (from its background check) and the
-document listing answer while retrievals are held inside the store (as many as fill the server's pool of threads for sync
-routes), and an oversized conversation is refused before it reaches the store. The store
-is real and gated (tests/support/gated_store.py): what is asserted is the order of events,
-not durations."""
+document listing answer while retrievals are held inside the store (as many as fill the
+server's pool of threads for sync routes), and an oversized conversation is refused before
+it reaches the store. The store is real and gated (tests/support/gated_store.py): what is
+asserted is the order of events, not durations."""
 
 from __future__ import annotations
 
