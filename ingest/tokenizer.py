@@ -73,24 +73,31 @@ def load_tokenizer(path: str = SHIPPED) -> TokenCounter:
 
 class GGUFTokenCounter:
     """Counts with the tokenizer inside a GGUF model file (llama.cpp, vocabulary only), for
-    served models whose tokenizer is not Llama 3's (e.g. the CPU default, SmolLM2)."""
+    served models whose tokenizer is not Llama 3's (e.g. the CPU default, SmolLM2).
+
+    Threads count together, without a lock: llama.cpp tokenizes a const vocabulary with a
+    session per call, and ctypes releases the GIL for the call (tests/ingest/
+    test_gguf_counter.py checks concurrent counts match serial ones). Only the count is
+    asked for: with no room for ids llama.cpp returns minus their number, which saves the
+    id buffer sized to the model's training window and the list of ids (measured on 2,000-
+    character essay pieces: 3.8 ms a count against 10.6 ms through `Llama.tokenize`)."""
 
     def __init__(self, path: Path):
         try:
-            from llama_cpp import Llama
+            import llama_cpp
         except ImportError:
             raise SettingsError("llm.tokenizer", "counting a GGUF model's tokens needs "
                                 "llama-cpp-python (pip install -e '.[cpu]')") from None
-        import threading
-
         with _stderr_silenced():  # llama.cpp logs context checks from C even with verbose off
-            self._llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+            self._llama = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
         import atexit
 
         # Closed before interpreter shutdown: llama.cpp's own finaliser fails once the
         # modules it needs are gone, and says so on stderr.
         atexit.register(self._llama.close)
-        self._lock = threading.Lock()
+        self._tokenize = llama_cpp.llama_tokenize
+        self._vocab = llama_cpp.llama_model_get_vocab(self._llama.model)
+        self.path = path
         self.name = f"gguf:{path.stem}"
         template = self._llama.metadata.get("tokenizer.chat_template", "")
         self.chat_format = "chatml" if "<|im_start|>" in template else "llama3"
@@ -98,8 +105,9 @@ class GGUFTokenCounter:
     def count(self, text: str) -> int:
         if not text:
             return 0
-        with self._lock:
-            return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        raw = text.encode("utf-8")
+        n = self._tokenize(self._vocab, raw, len(raw), None, 0, False, False)
+        return -n if n < 0 else n
 
     def count_many(self, texts: list[str]) -> list[int]:
         return [self.count(t) for t in texts]

@@ -404,13 +404,14 @@ class Retriever:
         """(dense, sparse) query vectors for the mode; the last question's (and its
         sub-queries') are kept, for a second search (more candidates) of the same text."""
         key = (question, mode)
-        if key not in self._vectors:
+        kept = self._vectors.get(key)  # threads share the retriever: one lookup, no check-then-get
+        if kept is None:
             if len(self._vectors) >= self.MAX_KEPT_VECTORS:
                 self._vectors.clear()
             dense = self.embedder.embed_query(question) if mode in ("hybrid", "dense") else None
             sparse = self.sparse.query(question) if mode in ("hybrid", "keyword") else None
-            self._vectors[key] = (dense, sparse)
-        return self._vectors[key]
+            kept = self._vectors[key] = (dense, sparse)
+        return kept
 
     def _follow_hops(self, question: str, hits: list[Hit], mode: SearchMode,
                      selection: Selection, available: int, limit: int,
@@ -494,13 +495,14 @@ class Retriever:
         """Reciprocal rank fusion ranks a chunk that only one search finds (the exact words
         of a needle, found by keywords alone) below chunks both find half-well; at a small
         budget it is then left out. The top `retrieval.leaders` of each search, alternating,
-        go first."""
+        go first. Their ids are enough (the hits carry the payloads): Qdrant Edge turns
+        payloads into Python objects holding the GIL, most of a query's time."""
         n = self.settings.retrieval.leaders
         leaders: list[list[str]] = []
         for mode in (SearchMode.DENSE, SearchMode.KEYWORD):
             top = self.store.query(dense=dense if mode == SearchMode.DENSE else None,
                                    sparse=sparse if mode == SearchMode.KEYWORD else None,
-                                   mode=mode, where=where, limit=n)
+                                   mode=mode, where=where, limit=n, with_payload=False)
             leaders.append([p.id for p in top])
         order: list[str] = []
         for pair in zip(*[ids + [""] * (n - len(ids)) for ids in leaders], strict=True):

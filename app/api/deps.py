@@ -14,9 +14,11 @@ from fastapi import Depends, Request
 
 from app.api.jobs import JobManager
 from app.api.metrics import Metrics
+from app.api.readiness import ReadinessMonitor
 from app.service import RagService
 from core.errors import RagError
 from core.settings import Settings
+from serving.readiness import is_ready
 
 log = logging.getLogger("rag.api")
 T = TypeVar("T")
@@ -36,7 +38,22 @@ class ApiState:
     warm: threading.Event = field(default_factory=threading.Event)
     warm_error: str | None = None
     aside: Any = None  # the CapacityLimiter of run_aside, made in the event loop
-    llm_check: tuple[float, tuple[bool, str]] | None = None  # (when, result) of /readyz's
+    readiness: ReadinessMonitor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.readiness = ReadinessMonitor({"qdrant": self.check_store, "llm": self.check_llm})
+
+    def check_store(self) -> tuple[bool, str]:
+        return True, f"{self.service.document_count()} documents"
+
+    def check_llm(self) -> tuple[bool, str]:
+        llm = self.service.llm_client()
+        if llm is None:
+            return False, self.warm_error or "no LLM client"
+        up = [u for u in llm.urls if is_ready(u, llm.api_key, path="/models")]
+        if not up:
+            return False, f"not reachable at {', '.join(llm.urls)}"
+        return True, f"{len(up)} of {len(llm.urls)} reachable"
 
     async def run_aside(self, fn: Callable[..., T], *args: Any) -> T:
         """Runs a blocking call on threads of its own: sync routes share one pool of 40,
@@ -47,7 +64,16 @@ class ApiState:
 
     def warm_up(self) -> None:
         """Loads the embedder and reaches the LLM in the background after startup, so the
-        first question does not pay for both."""
+        first question does not pay for both; then checks readiness (once before `warm` is
+        set, so a warm app has a report) and keeps checking it."""
+        try:
+            self._warm_parts()
+        finally:
+            self.readiness.check_now()
+            self.warm.set()
+            self.readiness.start()
+
+    def _warm_parts(self) -> None:
         try:
             self.service.runtime.warm_embedder()
             self.service.start_llm()
@@ -58,8 +84,6 @@ class ApiState:
         except Exception as exc:  # readiness reports it; requests retry
             self.warm_error = f"{type(exc).__name__}: {exc}"
             log.exception("warm-up failed")
-        finally:
-            self.warm.set()
 
 
 async def get_state(request: Request) -> ApiState:

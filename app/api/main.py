@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
         try:
             yield
         finally:
+            state.readiness.stop()
             state.jobs.close()
             if state.owns_service:
                 state.service.close()

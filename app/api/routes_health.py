@@ -3,20 +3,18 @@ and /v1/config (what the UI needs to draw its controls)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from app.api.deps import ApiState, StateDep
+from app.api.deps import StateDep
 from app.api.errors import envelope
 from app.api.metrics import CONTENT_TYPE
 from app.api.routes_query import ERRORS
 from app.api.schemas import MAX_HISTORY, ConfigOut, ErrorEnvelope, Health, Readiness
 from core.choices import ContextMode, Layout, SearchMode, names
 from ingest.loaders import supported_extensions
-from serving.readiness import is_ready
 
 router = APIRouter(tags=["operations"])
 UPLOAD_TYPES = supported_extensions()
@@ -28,53 +26,20 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _check_store(state: ApiState) -> tuple[bool, str]:
-    try:
-        n = state.service.document_count()
-        return True, f"{n} documents"
-    except Exception as exc:
-        return False, f"{type(exc).__name__}: {exc}"
-
-
-LLM_CHECK_S = 2.0  # a reachable LLM is asked again after this long
-
-
-def _check_llm(state: ApiState) -> tuple[bool, str]:
-    """The LLM check, reused for LLM_CHECK_S while it passes: asking the server for its
-    models costs ~200 ms on a busy CPU server, which a probe every second would pay."""
-    kept = state.llm_check
-    if kept is not None and time.monotonic() - kept[0] < LLM_CHECK_S:
-        return kept[1]
-    result = _ask_llm(state)
-    state.llm_check = (time.monotonic(), result) if result[0] else None
-    return result
-
-
-def _ask_llm(state: ApiState) -> tuple[bool, str]:
-    if not state.warm.is_set():
-        return False, "starting (loading the embedder and reaching the LLM server)"
-    llm = state.service.llm_client()
-    if llm is None:
-        return False, state.warm_error or "no LLM client"
-    up = [u for u in llm.urls if is_ready(u, llm.api_key, path="/models")]
-    if not up:
-        return False, f"not reachable at {', '.join(llm.urls)}"
-    return True, f"{len(up)} of {len(llm.urls)} reachable"
-
-
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(state: StateDep) -> JSONResponse:
-    """Ready when the store answers and an LLM server is reachable; 503 names what failed."""
-    store_ok, store_detail = await state.run_aside(_check_store, state)
-    llm_ok, llm_detail = await state.run_aside(_check_llm, state)
-    checks = {"qdrant": {"ok": store_ok, "detail": store_detail},
-              "llm": {"ok": llm_ok, "detail": llm_detail}}
-    if store_ok and llm_ok:
-        return JSONResponse({"status": "ready", "checks": checks})
+    """Ready when the store answers and an LLM server is reachable; 503 names what failed.
+    Answered from the last background check (`checked_s_ago`, at most a few seconds)."""
+    report = state.readiness.report()
+    checks = {name: {"ok": ok, "detail": detail} for name, (ok, detail) in report.checks.items()}
+    age = round(report.age_s(), 3)
+    if all(c["ok"] for c in checks.values()):
+        return JSONResponse({"status": "ready", "checks": checks, "checked_s_ago": age})
     failed = [name for name, c in checks.items() if not c["ok"]]
-    body: dict[str, Any] = {"status": "not_ready", "checks": checks, **envelope(
-        503, "not ready: " + "; ".join(f"{n}: {checks[n]['detail']}" for n in failed),
-        param=",".join(failed), code="not_ready")}
+    body: dict[str, Any] = {"status": "not_ready", "checks": checks, "checked_s_ago": age,
+                            **envelope(503, "not ready: " + "; ".join(
+                                f"{n}: {checks[n]['detail']}" for n in failed),
+                                param=",".join(failed), code="not_ready")}
     return JSONResponse(body, status_code=503)
 
 

@@ -337,6 +337,7 @@ class Check(BaseModel):
 class Readiness(_Open):
     status: Literal["ready", "not_ready"]
     checks: dict[str, Check]
+    checked_s_ago: float = Field(description="seconds since the checks ran (in the background)")
 
 
 # -- OpenAI-compatible chat --------------------------------------------------------------------

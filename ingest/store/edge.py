@@ -144,13 +144,15 @@ class EdgeStore:
             self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._filter(where)))
 
     def query(self, *, dense: list[float] | None, sparse: Sparse | None, mode: SearchMode,
-              where: Where, limit: int, rrf_k: int = 60) -> list[PointOut]:
+              where: Where, limit: int, rrf_k: int = 60,
+              with_payload: bool = True) -> list[PointOut]:
         with span("rag.search", rag__mode=str(mode), rag__limit=limit):
             return self._query(dense=dense, sparse=sparse, mode=mode, where=where, limit=limit,
-                               rrf_k=rrf_k)
+                               rrf_k=rrf_k, with_payload=with_payload)
 
     def _query(self, *, dense: list[float] | None, sparse: Sparse | None, mode: SearchMode,
-               where: Where, limit: int, rrf_k: int = 60) -> list[PointOut]:
+               where: Where, limit: int, rrf_k: int = 60,
+               with_payload: bool = True) -> list[PointOut]:
         if self.shard is None:
             return []
         search = search_for(dense, sparse, mode)
@@ -166,11 +168,12 @@ class EdgeStore:
                 limit=limit,
                 prefetches=[q.Prefetch(limit=limit, query=dense_q, filter=flt),
                             q.Prefetch(limit=limit, query=sparse_q, filter=flt)],
-                query=q.Fusion.Rrf(k=rrf_k), filter=flt, with_payload=True,
+                query=q.Fusion.Rrf(k=rrf_k), filter=flt, with_payload=with_payload,
             )
         else:
             single = dense_q if dense_q is not None else sparse_q
-            request = q.QueryRequest(limit=limit, query=single, filter=flt, with_payload=True)
+            request = q.QueryRequest(limit=limit, query=single, filter=flt,
+                                     with_payload=with_payload)
         return scored(self.shard.query(request))
 
     def retrieve(self, ids: list[str]) -> list[PointOut]:

@@ -67,7 +67,12 @@ class ServerStore:
                 **layout: Any) -> ServerStore:
         from qdrant_client import QdrantClient
 
-        client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s))
+        # Without check_compatibility=False the client asks for the server's version on a
+        # thread of its own and warns (UserWarning, on the terminal) when the server does
+        # not answer; an unreachable or incompatible server is our one-line StoreError at
+        # the first call instead.
+        client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s),
+                              check_compatibility=False)
         return cls(client, collection, where=f"the Qdrant server at {url}", **layout)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -139,13 +144,15 @@ class ServerStore:
                    points_selector=self.m.FilterSelector(filter=self._filter(where)), wait=True)
 
     def query(self, *, dense: list[float] | None, sparse: Sparse | None, mode: SearchMode,
-              where: Where, limit: int, rrf_k: int = 60) -> list[PointOut]:
+              where: Where, limit: int, rrf_k: int = 60,
+              with_payload: bool = True) -> list[PointOut]:
         with span("rag.search", rag__mode=str(mode), rag__limit=limit):
             return self._query(dense=dense, sparse=sparse, mode=mode, where=where, limit=limit,
-                               rrf_k=rrf_k)
+                               rrf_k=rrf_k, with_payload=with_payload)
 
     def _query(self, *, dense: list[float] | None, sparse: Sparse | None, mode: SearchMode,
-               where: Where, limit: int, rrf_k: int = 60) -> list[PointOut]:
+               where: Where, limit: int, rrf_k: int = 60,
+               with_payload: bool = True) -> list[PointOut]:
         m = self.m
         search = search_for(dense, sparse, mode)
         if search is None or not self.exists():
@@ -159,14 +166,14 @@ class ServerStore:
                 prefetch=[m.Prefetch(query=search.dense, using=DENSE, limit=limit, filter=flt),
                           m.Prefetch(query=sparse_q, using=SPARSE, limit=limit, filter=flt)],
                 query=m.RrfQuery(rrf=m.Rrf(k=rrf_k)), query_filter=flt, limit=limit,
-                with_payload=True,
+                with_payload=with_payload,
             )
         else:
             by_dense = search.dense is not None
             result = self._call(
                 self.client.query_points, self.collection,
                 query=search.dense if by_dense else sparse_q, using=DENSE if by_dense else SPARSE,
-                query_filter=flt, limit=limit, with_payload=True,
+                query_filter=flt, limit=limit, with_payload=with_payload,
             )
         return scored(result.points)
 

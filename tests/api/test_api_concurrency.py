@@ -1,8 +1,8 @@
-"""Reads do not wait on each other over HTTP: /readyz and the document listing answer while
-retrievals are held inside the store (as many as fill the server's pool of threads for sync
-routes), and an oversized conversation is refused before it reaches the store. The store
-is real and gated (tests/support/gated_store.py): what is asserted is the order of events,
-not durations."""
+"""Reads do not wait on each other over HTTP: /readyz (from its background check) and the
+document listing answer while retrievals are held inside the store (as many as fill the
+server's pool of threads for sync routes), and an oversized conversation is refused before
+it reaches the store. The store is real and gated (tests/support/gated_store.py): what is
+asserted is the order of events, not durations."""
 
 from __future__ import annotations
 
@@ -73,6 +73,7 @@ def test_health_and_listing_answer_while_retrievals_hold_the_store(
             listing = c.get("/v1/documents")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"]["qdrant"]["ok"]
+        assert ready.json()["checked_s_ago"] >= 0  # from the background check, not inline
         assert listing.status_code == 200 and listing.json()["data"] == listed_before
         assert not answers and all(q.exited is None for q in held)  # still held meanwhile
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -84,6 +85,40 @@ def test_llm_down_readyz_names_it_and_answers_are_503(llm_down_api: Api) -> None
         r = c.post("/v1/retrieve", json={"question": Q, "budget_tokens": 1024})
         assert r.status_code == 200 and "72 hours" in r.json()["context"]
         assert c.get("/v1/config").json()["context_window"] == 8192
+
+
+@pytest.mark.slow
+def test_readyz_turns_not_ready_when_the_llm_dies(api_settings: Callable[..., Any],
+                                                   make_service: Callable[..., Any]) -> None:
+    """A llama.cpp server of its own, killed while the API runs: the background check sees
+    it within a few checks, and /readyz, answered from that check, says so."""
+    from core.settings import CPUServerSettings
+    from serving import llamacpp
+
+    server = llamacpp.start(CPUServerSettings(port=free_port(), threads=1, n_ctx=2048))
+    try:
+        settings = api_settings(llm_url=server.url)
+        app = create_app(settings, service=make_service(settings))
+        with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+            wait_warm(app)
+            ready = c.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert ready.json()["checked_s_ago"] >= 0
+            server.process.kill()  # dies: no shutdown of its own
+            server.process.wait(60)
+            r = ready
+            for _ in range(600):  # a bound for a busy machine, not a timing
+                r = c.get("/readyz")
+                if r.status_code != 200:
+                    break
+                threading.Event().wait(0.1)
+            assert r.status_code == 503, r.text
+            body = r.json()
+            assert not body["checks"]["llm"]["ok"] and body["checks"]["qdrant"]["ok"]
+            assert "not reachable" in body["checks"]["llm"]["detail"]
+            assert body["error"]["param"] == "llm"
+    finally:
+        server.stop()
 
 
 @pytest.mark.slow

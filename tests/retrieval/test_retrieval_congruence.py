@@ -76,6 +76,19 @@ def _rrf(*lists: list[Any], k: int = 60) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_ids_only_queries_rank_as_full_ones(library, server, vectors, mode):
+    """`with_payload=False` (the leaders' searches) finds the same points in the same
+    order as a query with payloads, on both stores, and carries no payload."""
+    dense, sparse = vectors[QUESTIONS[0]]
+    for store in (library.store, server):
+        full = store.query(dense=dense, sparse=sparse, mode=mode, where=LIVE_ONLY, limit=8)
+        bare = store.query(dense=dense, sparse=sparse, mode=mode, where=LIVE_ONLY, limit=8,
+                           with_payload=False)
+        assert full and [p.id for p in bare] == [p.id for p in full]
+        assert all(p.payload for p in full) and not any(p.payload for p in bare)
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("question", QUESTIONS)
 def test_top_results_agree(library, server, vectors, question, mode):
     dense, sparse = vectors[question]
