@@ -6,12 +6,15 @@ page is read, and an RSS (read from /proc) that does not grow with the pages."""
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import fixtures_docs as F
 import pytest
+from ingest_helpers import ROOT
 from ocr_helpers import PAGES, write_scanned_pdf, write_stamped_scan_pdf, write_text_pdf
 from test_tables import write_table_pdf
 
@@ -157,49 +160,40 @@ def test_a_pdf_is_embedded_while_its_later_pages_are_read(tmp_path: Path, make_s
     assert events.events.index("embedded") < events.events.index("ocr 2/3"), events.events
 
 
-class _PeakRss:
-    """The highest VmRSS of this process, read from /proc every 10 ms while in use."""
+_PEAK_OF_INGEST = """
+import runpy, sys
+from pathlib import Path
+sys.argv = ["rag", "--data-dir", sys.argv[1], "ingest", sys.argv[2]]
+try:
+    runpy.run_module("app.cli", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+status = Path("/proc/self/status").read_text().splitlines()
+peak = next(line for line in status if line.startswith("VmHWM:"))
+print("PEAK", code, int(peak.split()[1]) // 1024)
+"""
 
-    def __init__(self) -> None:
-        self.start = self.peak = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    @staticmethod
-    def _rss() -> float:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError("no VmRSS in /proc/self/status")
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self._rss())
-
-    def __enter__(self) -> _PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
+def _peak_rss_of_ingest(data_dir: Path, path: Path) -> int:
+    """Peak RSS (MB, VmHWM) of a fresh `rag ingest PATH` process: no other test's memory."""
+    done = subprocess.run([sys.executable, "-c", _PEAK_OF_INGEST, str(data_dir), str(path)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    [line] = [x for x in done.stdout.splitlines() if x.startswith("PEAK ")]
+    _, code, peak = line.split()
+    assert code in ("0", "None"), done.stdout + done.stderr
+    return int(peak)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
-def test_memory_does_not_grow_with_the_pages_of_a_pdf(tmp_path: Path, ingest_paths: Any) -> None:
-    """600 pages of 100 KB photos (62 MB) through the pipeline, against 60 such pages: the
-    whole file in memory, and PDFium's copy of every page's image it read, took 87 MB more
-    for the 600 before streaming; read a page at a time from the file, PDFium holds 32
-    pages' worth. Every page's text is the same, so one chunk is embedded; the store's
-    `optimize` at the end of a run is the same transient for both."""
+def test_memory_does_not_grow_with_the_pages_of_a_pdf(tmp_path: Path) -> None:
+    """600 pages of 100 KB photos (62 MB) through `rag ingest`, against 60 such pages, each
+    in a fresh process: the whole file in memory, and PDFium's copy of every page's image it
+    read, took 87 MB more for the 600 before streaming; read a page at a time from the file,
+    PDFium holds 32 pages' worth. Every page's text is the same, so one chunk is embedded;
+    the store's `optimize` at the end of a run is the same transient for both."""
     few, many = (write_photo_pdf(tmp_path / f"photos-{n}.pdf", n) for n in (60, 600))
     assert many.stat().st_size > 60e6
-    grew = []
-    for path in (few, many):
-        with _PeakRss() as rss:
-            [result] = ingest_paths([path]).results
-        assert result.status == "new"
-        grew.append(rss.peak - rss.start)
-    assert grew[1] - grew[0] < 40, f"60 pages: +{grew[0]:.0f} MB, 600 pages: +{grew[1]:.0f} MB"
+    grew = [_peak_rss_of_ingest(tmp_path / f"data-{i}", path)
+            for i, path in enumerate((few, many))]
+    assert grew[1] - grew[0] < 40, f"peak RSS: 60 pages {grew[0]} MB, 600 pages {grew[1]} MB"
