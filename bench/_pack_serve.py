@@ -34,6 +34,7 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def serve(path: Path, budget: int, queries: list[str]) -> dict:
+    from core.choices import ContextMode
     from core.settings import load_settings
     from ingest.embedder import Embedder
     from ingest.store.edge import EdgeStore
@@ -47,7 +48,7 @@ def serve(path: Path, budget: int, queries: list[str]) -> dict:
     store = EdgeStore(path)
     open_s = time.perf_counter() - t0
     retriever = Retriever(settings, store, embedder, load_tokenizer())
-    options = RetrieveOptions(budget_tokens=budget, context_mode="retrieve")
+    options = RetrieveOptions(budget_tokens=budget, context_mode=ContextMode.RETRIEVE)
     retriever.retrieve(WARM_UP, options)  # not timed: loads the manifest, warms the model
     times, used, cands = [], 0, 0
     for q in queries:

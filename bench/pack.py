@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import _common  # noqa: F401  (puts the project root on sys.path)
 from _pack_serve import percentiles
@@ -98,7 +99,7 @@ def _payload(c, chunks, name: str, copy: int, doc_id: str, version: str, tokeniz
     }
 
 
-def load_store(path: Path, batches, keep_texts: bool) -> tuple[list[str], list]:
+def load_store(path: Path, batches, keep_texts: bool) -> tuple[list[str], Any]:
     """Writes the batches into a new Edge store through the product's own upsert and closes
     it; returns the texts and vectors when `keep_texts` (the llama-index baseline needs them).
 
@@ -110,13 +111,13 @@ def load_store(path: Path, batches, keep_texts: bool) -> tuple[list[str], list]:
 
     from ingest.payload import point_id
     from ingest.sparse import SparseEncoder
-    from ingest.store import PointIn
+    from ingest.store import PointIn, Sparse
     from ingest.store.edge import EdgeStore
 
     store = EdgeStore(path)
     store.ensure_collection(384)
     encoder = SparseEncoder()
-    sparse: dict[str, object] = {}
+    sparse: dict[str, Sparse] = {}
     texts: list[str] = []
     vectors: list = []
     for payloads, chunk_texts, dense in batches:
@@ -200,7 +201,7 @@ def serve_child(root: Path, path: Path, budget: int, queries: list[str]) -> dict
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
-def build(path: Path, size: int, args: argparse.Namespace) -> tuple[float, list[str], list]:
+def build(path: Path, size: int, args: argparse.Namespace) -> tuple[float, list[str], Any]:
     """The store of `size` chunks at `path`, built unless `--keep` left one there."""
     from core.settings import load_settings
     from ingest.embedder import Embedder
