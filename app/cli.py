@@ -150,14 +150,18 @@ def documents_list(
     """List stored documents.
 
     On a terminal, a table fitted to its width (paths relative to the current folder or
-    their common folder); in a pipe, one tab-separated line per document: id, type, pages,
-    chunks, tokens, ingested, source (absolute)."""
-    from ingest.documents import list_documents
+    their common folder); in a pipe, one tab-separated line per document, written page by
+    page as the store is read: id, type, pages, chunks, tokens, ingested, source (absolute)."""
+    from app.console import stream_rows
+    from ingest.documents import iter_documents, list_documents
     from ingest.store import open_store
 
     s = _with_collection(collection)
     store = open_store(s)
     try:
+        # A pipe gets each page's rows as they are read (store order), not all at the end.
+        if not as_json and not out.is_terminal and stream_rows(out, iter_documents(store)):
+            return
         docs = list_documents(store)
     finally:
         store.close()

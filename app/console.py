@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
@@ -138,6 +139,15 @@ def documents_table(docs: list[Any], width: int, cwd: str) -> tuple[str, Table]:
     for row, source in zip(rows, sources, strict=True):
         table.add_row(*row, escape(middle_truncated(printable(source), room)))
     return base, table
+
+
+def stream_rows(out: Console, docs: Iterable[Any]) -> int:
+    """Each document's tab-separated row as soon as it is read; how many were written."""
+    written = 0
+    for doc in docs:
+        out.file.write(document_rows([doc])[0] + "\n")
+        written += 1
+    return written
 
 
 def print_documents(out: Console, docs: list[Any], cwd: str) -> None:

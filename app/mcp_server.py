@@ -144,10 +144,17 @@ def build_server(service: RagService) -> MCPServer:
         return answer_result(answer)
 
     @server.tool()
-    async def list_documents() -> dict[str, Any]:
-        """The stored documents: id, source path, title, type, pages, chunks, tokens."""
-        docs = await _in_thread(service.documents)
-        return {"documents": [d.to_dict() for d in docs]}
+    async def list_documents(limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """The stored documents: id, source path, title, type, pages, chunks, tokens. With
+        limit (1-1000), a page in store order: pass next_cursor back as cursor for the next;
+        without it, every document by path."""
+        if limit is None:
+            docs = await _in_thread(service.documents)
+            return {"documents": [d.to_dict() for d in docs], "total": len(docs),
+                    "next_cursor": None}
+        page = await _in_thread(lambda: service.document_page(limit, cursor))
+        return {"documents": [d.to_dict() for d in page.documents], "total": page.total,
+                "next_cursor": page.next_cursor}
 
     @server.resource(DOCUMENT_URI, mime_type="text/plain",
                      description="A stored document's text, by id (list_documents gives ids).")

@@ -12,7 +12,8 @@ at a time is as fast as two; a question waits for at most one ingest batch.
 Ingest jobs write through `locked_store()`, one store call at a time, so questions keep
 being answered while a large upload is embedded, and each retrieval sees the store between
 two ingest writes. The document listing is kept as of the store's last write, so listing
-(and readiness) take no lock at all while nothing is written.
+(and readiness) take no lock at all while nothing is written, and a write reads again only
+the documents it touched (ingest/manifest.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from typing import Any
 
 from app.rwlock import ReadWriteLock
 from core.settings import Settings
-from ingest.documents import DocumentInfo, delete_document, list_documents
+from ingest.documents import DocumentInfo, DocumentPage, delete_document, document_page
+from ingest.manifest import Manifest
+from ingest.payload import count_documents
 from ingest.store import LIVE, Store, open_store
 
 
@@ -42,6 +45,8 @@ class Runtime:
         self._load_lock = threading.Lock()
         self._embedder: Any = None
         self._listing: tuple[int, list[DocumentInfo]] | None = None
+        # A server's listing is read every time: other processes write it.
+        self._manifest = Manifest(self.store, None if self.store.kind == "edge" else 0.0)
 
     def __enter__(self) -> Runtime:
         return self
@@ -79,7 +84,10 @@ class Runtime:
             self.store.exists()
 
     def document_count(self) -> int:
-        return len(self.documents())
+        if self.store.kind == "edge":
+            return len(self.documents())
+        with self.lock.read():
+            return count_documents(self.store)
 
     def documents(self) -> list[DocumentInfo]:
         """Every stored document. The embedded store is written only by this process: its
@@ -90,9 +98,13 @@ class Runtime:
             return kept[1]
         with self.lock.read():
             generation = self.store.generation
-            docs = list_documents(self.store)
+            docs = [DocumentInfo.of(e) for e in self._manifest.entries()]
         self._listing = (generation, docs)
         return docs
+
+    def document_page(self, limit: int, cursor: str | None = None) -> DocumentPage:
+        with self.lock.read():
+            return document_page(self.store, limit, cursor)
 
     def delete_document(self, id_or_path: str) -> DocumentInfo:
         with self.lock.write():
@@ -128,7 +140,7 @@ class LockedStore:
     of its previous version; the write lock is held from the first to the end of the second,
     so a reader never sees two versions of one document live."""
 
-    _READS = {"exists", "query", "retrieve", "scroll", "count"}
+    _READS = {"exists", "query", "retrieve", "scroll", "page", "count"}
     _WRITES = {"ensure_collection", "upsert", "optimize"}
 
     def __init__(self, store: Any, lock: ReadWriteLock):

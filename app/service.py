@@ -25,7 +25,7 @@ from app.runtime import Runtime
 from app.sentence_check import SentenceCheck, check_answer
 from app.served_model import ServedModel
 from core.settings import Settings
-from ingest.documents import DocumentInfo
+from ingest.documents import DocumentInfo, DocumentPage
 from retrieval.context import Contexts, search_query
 from retrieval.prompt import Message, build_messages, template_tokens
 from retrieval.service import Retrieval, RetrieveOptions, check_question
@@ -131,6 +131,9 @@ class RagService:
     # -- documents ------------------------------------------------------------------------
     def documents(self) -> list[DocumentInfo]:
         return self.runtime.documents()
+
+    def document_page(self, limit: int, cursor: str | None = None) -> DocumentPage:
+        return self.runtime.document_page(limit, cursor)
 
     def delete_document(self, id_or_path: str) -> DocumentInfo:
         return self.runtime.delete_document(id_or_path)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import _common  # noqa: F401  (puts the project root on sys.path)
+from _pack_serve import percentiles
 
 QUESTIONS = [
     "What is the best thing to do in San Francisco?",
@@ -98,54 +99,43 @@ def _payload(c, chunks, name: str, copy: int, doc_id: str, version: str, tokeniz
     }
 
 
-def load_store(path: Path, batches, keep_texts: bool) -> tuple[object, list[str], list]:
-    """Writes the batches into a new Edge store; returns it, and the texts and vectors when
-    `keep_texts` (the llama-index baseline needs them)."""
+def load_store(path: Path, batches, keep_texts: bool) -> tuple[list[str], Any]:
+    """Writes the batches into a new Edge store through the product's own upsert and closes
+    it; returns the texts and vectors when `keep_texts` (the llama-index baseline needs them).
+
+    Each distinct text's BM25 vector is made once: the copies repeat the essays' chunks, and
+    BM25 was a third of the load time at 3,000 chunks (0.4 ms a chunk). What is left is the
+    upsert (about 0.25 ms a point) and the HNSW build in `optimize` (over 90% of the time from
+    30k chunks up: random vectors are HNSW's worst case)."""
     import numpy as np
 
     from ingest.payload import point_id
     from ingest.sparse import SparseEncoder
-    from ingest.store import PointIn
+    from ingest.store import PointIn, Sparse
     from ingest.store.edge import EdgeStore
 
     store = EdgeStore(path)
     store.ensure_collection(384)
-    sparse = SparseEncoder()
+    encoder = SparseEncoder()
+    sparse: dict[str, Sparse] = {}
     texts: list[str] = []
     vectors: list = []
     for payloads, chunk_texts, dense in batches:
-        store.upsert([PointIn(point_id(p["document_id"], p["doc_hash"], p["chunk_index"]), vec.tolist(),
-                              sparse.document(p["text"]), p) for p, vec in zip(payloads, dense, strict=True)])
+        points = []
+        for p, vec in zip(payloads, dense, strict=True):
+            keywords = sparse.get(p["text"]) or sparse.setdefault(p["text"], encoder.document(p["text"]))
+            points.append(PointIn(point_id(p["document_id"], p["doc_hash"], p["chunk_index"]),
+                                  vec.tolist(), keywords, p))
+        store.upsert(points)
         if keep_texts:
             texts += chunk_texts
             vectors.append(dense)
+    t0 = time.perf_counter()
     store.optimize()
-    return store, texts, (np.concatenate(vectors) if vectors else [])
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return statistics.median(ordered), p95
-
-
-def bench_ours(store, embedder, budget: int, queries: list[str]) -> tuple[list[float], int, int]:
-    from core.settings import load_settings
-    from ingest.tokenizer import load_tokenizer
-    from retrieval.service import RetrieveOptions, Retriever
-
-    settings = load_settings()
-    retriever = Retriever(settings, store, embedder, load_tokenizer())
-    options = RetrieveOptions(budget_tokens=budget, context_mode="retrieve")
-    # Warm-up with a question not timed below (the retriever keeps the last query vector).
-    retriever.retrieve("What do the essays say about painting?", options)
-    times, used, cands = [], 0, 0
-    for q in queries:
-        t0 = time.perf_counter()
-        result = retriever.retrieve(q, options)
-        times.append(time.perf_counter() - t0)
-        used, cands = result.packing.used_tokens, result.candidates
-    return times, used, cands
+    print(f"pack.py: {path.name}: HNSW and indexes built in {time.perf_counter() - t0:.0f} s",
+          file=sys.stderr, flush=True)
+    store.close()
+    return texts, (np.concatenate(vectors) if vectors else [])
 
 
 def bench_llama_index(texts: list[str], dense, embedder, budget: int, top_k: int,
@@ -199,63 +189,55 @@ def _no_embed():
     return NoEmbed(model_name="precomputed")
 
 
-def serve(path: Path, budget: int, queries: list[str]) -> dict:
-    """In a process of its own, as `rag api` runs: open the store, answer the questions; the
-    process's peak RSS is then what serving this store costs."""
+def serve_child(root: Path, path: Path, budget: int, queries: list[str]) -> dict:
+    """Runs the questions in a process of its own with `root`'s code (as `rag api` would)."""
+    import subprocess
+
+    child = subprocess.run([sys.executable, str(Path(__file__).with_name("_pack_serve.py")),
+                            str(root), str(path), str(budget), *queries],
+                           capture_output=True, text=True, cwd=root)
+    if child.returncode:
+        sys.exit(f"pack.py: the serving process ({root}) failed:\n{child.stderr[-3000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def build(path: Path, size: int, args: argparse.Namespace) -> tuple[float, list[str], Any]:
+    """The store of `size` chunks at `path`, built unless `--keep` left one there."""
     from core.settings import load_settings
     from ingest.embedder import Embedder
-    from ingest.store.edge import EdgeStore
 
-    embedder = Embedder(load_settings().embedding)
-    idle = _rss_kib("VmRSS")
+    if (path / "edge_config.json").is_file() and args.no_baseline:
+        return float("nan"), [], []
     t0 = time.perf_counter()
-    store = EdgeStore(path)
-    open_s = time.perf_counter() - t0
-    ours, used, cands = bench_ours(store, embedder, budget, queries)
-    p50, p95 = percentiles(ours)
-    row = {"open_s": round(open_s, 2), "ours_p50_ms": p50 * 1000, "ours_p95_ms": p95 * 1000,
-           "ours_used": used, "candidates": cands, "rss_gib": _rss_kib("VmHWM") / 2**20,
-           "rss_over_model_gib": (_rss_kib("VmHWM") - idle) / 2**20}
-    store.close()
-    return row
-
-
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
+    # Recorded as the query embedder's, as an ingest with it would (the store refuses others).
+    embedding = Embedder(load_settings().embedding).signature
+    texts, dense = load_store(path, iter_corpus(args.data, size, embedding, batch=args.batch),
+                              not args.no_baseline)
+    return time.perf_counter() - t0, texts, dense
 
 
 def measure_size(size: int, args: argparse.Namespace, queries: list[str]) -> dict:
-    import subprocess
-
     from core.settings import load_settings
     from ingest.embedder import Embedder
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench"
-        t0 = time.perf_counter()
-        # Recorded as the query embedder's, as an ingest with it would (the store refuses others).
-        embedding = Embedder(load_settings().embedding).signature
-        store, texts, dense = load_store(path, iter_corpus(args.data, size, embedding), not args.no_baseline)
-        load_s = time.perf_counter() - t0
-        store.close()
+        path = (args.keep or Path(tmp)) / f"bench-{size}"
+        load_s, texts, dense = build(path, size, args)
         disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-        child = subprocess.run([sys.executable, __file__, "--data", str(args.data), "--serve", str(path),
-                                "--budget", str(args.budget), "--queries", str(args.queries)],
-                               capture_output=True, text=True)
-        if child.returncode:
-            sys.exit(f"pack.py: the serving process failed:\n{child.stderr[-3000:]}")
         row = {"chunks": size, "load_s": round(load_s, 1), "disk_gib": disk / 2**30,
-               **json.loads(child.stdout.strip().splitlines()[-1])}
+               **serve_child(_common.ROOT, path, args.budget, queries)}
+        if args.before:
+            before = serve_child(args.before.resolve(), path, args.budget, queries)
+            row.update(before_p50_ms=before["ours_p50_ms"], before_p95_ms=before["ours_p95_ms"],
+                       before_used=before["ours_used"], before_rss_gib=before["rss_gib"],
+                       vs_before_p50=row["ours_p50_ms"] / before["ours_p50_ms"])
     if not args.no_baseline:
         embedder = Embedder(load_settings().embedding)
         li, li_used = bench_llama_index(texts, dense, embedder, args.budget, row["candidates"], queries)
         lp50, lp95 = percentiles(li)
         row.update(li_p50_ms=lp50 * 1000, li_p95_ms=lp95 * 1000, li_used=li_used,
                    speedup_p50=lp50 / (row["ours_p50_ms"] / 1000))
-    print(json.dumps(row), file=sys.stderr)
+    print(json.dumps(row), file=sys.stderr, flush=True)
     return row
 
 
@@ -267,13 +249,16 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=len(QUESTIONS), help="questions per size")
     ap.add_argument("--no-baseline", action="store_true", help="skip llama-index")
     ap.add_argument("--out", type=Path, default=Path("bench/results/pack.json"))
-    ap.add_argument("--serve", type=Path, default=None, help=argparse.SUPPRESS)  # the child's store
+    ap.add_argument("--before", type=Path, default=None,
+                    help="another checkout (the code before a change) answering the same "
+                         "questions on the same store, in a process of its own")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="build the stores in this folder and keep them; with --no-baseline a "
+                         "store already there is reused")
+    ap.add_argument("--batch", type=int, default=5000, help="points per upsert")
     args = ap.parse_args()
 
     queries = (QUESTIONS * 10)[: args.queries]
-    if args.serve:
-        print(json.dumps(serve(args.serve, args.budget, queries)))
-        return
     rows = [measure_size(size, args, queries) for size in [int(s) for s in args.sizes.split(",")]]
 
     print(f"\nretrieve + pack to {args.budget:,} tokens, {len(queries)} questions "
@@ -289,6 +274,13 @@ def main() -> None:
             line += (f" {r['li_p50_ms']:>16.1f} {r['li_p95_ms']:>8.1f} {r['li_used']:>8,} "
                      f"{r['speedup_p50']:>9.1f}x")
         print(line)
+    if args.before:
+        print(f"\nthe same questions on the same store with {args.before} (p50 / p95 ms)")
+        print(f"{'chunks':>8} {'now p50':>9} {'before p50':>11} {'now p95':>9} {'before p95':>11} "
+              f"{'now / before p50':>17}")
+        for r in rows:
+            print(f"{r['chunks']:>8,} {r['ours_p50_ms']:>9.1f} {r['before_p50_ms']:>11.1f} "
+                  f"{r['ours_p95_ms']:>9.1f} {r['before_p95_ms']:>11.1f} {r['vs_before_p50']:>16.2f}x")
     print(f"\n{'chunks':>9} {'load s':>7} {'open s':>7} {'disk GiB':>9} {'peak RSS GiB':>13} "
           f"{'over idle':>10}")
     for r in rows:

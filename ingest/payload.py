@@ -87,6 +87,8 @@ class ChunkPayload:
 
 
 _NAMES = tuple(f.name for f in fields(ChunkPayload))
+# What a manifest entry reads of chunk 0: everything but its text (most of its bytes).
+MANIFEST_FIELDS = tuple(n for n in _NAMES if n != "text")
 
 
 def first_chunks() -> Where:
@@ -94,10 +96,11 @@ def first_chunks() -> Where:
     return Where(equals={"chunk_index": 0, "state": LIVE})
 
 
-def manifest(store: Store) -> Iterator[ChunkPayload]:
-    """Every live document's manifest entry (chunk 0, text left out), in store order."""
-    for point in store.scroll(first_chunks()):
-        yield ChunkPayload.from_payload(point.payload).manifest_entry()
+def manifest(store: Store, where: Where | None = None) -> Iterator[ChunkPayload]:
+    """Every live document's manifest entry (chunk 0, text left out), in store order; only
+    those `where` also matches when given."""
+    for point in store.scroll(first_chunks().and_(where or Where()), fields=MANIFEST_FIELDS):
+        yield ChunkPayload.from_payload(point.payload)
 
 
 def count_documents(store: Store) -> int:

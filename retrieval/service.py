@@ -18,7 +18,8 @@ from core.errors import SettingsError
 from core.settings import Settings
 from core.tracing import attributes, span
 from ingest.embedder import check_store_embedding
-from ingest.payload import ChunkPayload, manifest, point_id
+from ingest.manifest import Manifest
+from ingest.payload import ChunkPayload, point_id
 from ingest.sparse import SparseEncoder
 from ingest.store import LIVE, Store, Where
 from ingest.tokenizer import TokenCounter
@@ -155,25 +156,21 @@ class Retriever:
         self.embedder = embedder
         self.counter = counter
         self.sparse = sparse or SparseEncoder()
-        self._manifest: tuple[int, float, list[ChunkPayload]] | None = None
+        # A server, where other processes write, is read again every few seconds.
+        self._manifest = Manifest(store, None if store.kind == "edge" else self.MANIFEST_TTL_S,
+                                  on_read=self._check_embedding)
         self._vectors: dict[tuple[str, str], tuple[Any, Any]] = {}  # the last question's
 
     MANIFEST_TTL_S = 5.0
 
     # -- documents and filters ------------------------------------------------------------
     def _documents(self) -> list[ChunkPayload]:
-        """Every live document's first chunk (its manifest entry), cached until the store is
-        written; a shared server, where other processes write, is re-read every few seconds."""
-        now = time.monotonic()
-        key = self.store.generation
-        cached = self._manifest
-        if cached is not None and cached[0] == key and (
-                self.store.kind == "edge" or now - cached[1] < self.MANIFEST_TTL_S):
-            return cached[2]
-        docs = sorted(manifest(self.store), key=lambda d: (d.source, d.document_id))
-        check_store_embedding((d.embedding for d in docs), self.embedder)
-        self._manifest = (key, now, docs)
-        return docs
+        """Every live document's first chunk (its manifest entry), kept up to date after
+        each write by reading again only the documents it touched."""
+        return self._manifest.entries()
+
+    def _check_embedding(self, entries: list[ChunkPayload]) -> None:
+        check_store_embedding((d.embedding for d in entries), self.embedder)
 
     def _select(self, docs: list[ChunkPayload], f: Filters) -> list[ChunkPayload]:
         chosen = docs

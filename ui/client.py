@@ -89,7 +89,16 @@ class ApiClient:
         return self._json("GET", "/v1/config")
 
     def documents(self) -> list[dict[str, Any]]:
+        """Every stored document, in one reply (a large store wants `document_page`)."""
         return list(self._json("GET", "/v1/documents").get("data", []))
+
+    def document_page(self, limit: int, cursor: str | None = None) -> dict[str, Any]:
+        """A page of documents: `data`, `total` (all documents) and `next_cursor` (None after
+        the last page)."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return dict(self._json("GET", "/v1/documents", params=params))
 
     def upload(self, files: list[tuple[str, bytes, str | None]]) -> dict[str, Any]:
         """Starts ingesting (name, content, mime type) files; returns the job."""

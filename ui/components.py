@@ -23,6 +23,7 @@ from ui.conversation import (
 
 BUDGET_STEP = 256
 MIN_BUDGET = 256  # when the API states no limits
+DOCUMENT_CHOICES = 1000  # documents the sidebar offers to search in (the API's largest page)
 
 
 def api() -> ApiClient:
@@ -169,7 +170,7 @@ def sidebar_options(client: ApiClient) -> Options | ApiError:
     with st.sidebar:
         try:
             config = client.config()
-            documents = client.documents()
+            listed = client.document_page(DOCUMENT_CHOICES)
         except ApiError as exc:
             st.caption("Options appear when the API answers.")
             return exc
@@ -194,16 +195,20 @@ def sidebar_options(client: ApiClient) -> Options | ApiError:
                           "context",
                           "auto: whole documents when all selected fit the budget, else "
                           "retrieval; full: always whole; retrieve: always search.")
+        documents, total = listed.get("data") or [], int(listed.get("total") or 0)
         names = {d["document_id"]: _doc_label(d) for d in documents}
         _init("document_ids", [], names)
         chosen = st.multiselect("Documents", list(names), format_func=names.__getitem__,
                                 key="document_ids",
                                 placeholder="All documents",
-                                help="Search only these documents (empty: all of them).")
+                                help="Search only these documents (empty: all of them)." + (
+                                    f" The first {len(documents):,} of {total:,} are offered; "
+                                    "the API's filters reach every one." if total > len(documents)
+                                    else ""))
         _remember(budget_tokens=budget, layout=layout, mode=mode, context=context,
                   document_ids=list(chosen))
         st.caption(f"Model {config.get('model') or '?'} · window {window:,} tokens · "
-                   f"{len(documents)} document{'s' * (len(documents) != 1)}")
+                   f"{total:,} document{'s' * (total != 1)}")
         return Options(int(budget), layout, mode, context, list(chosen))
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
@@ -28,6 +28,7 @@ from app.api.schemas import (
 )
 from app.api.upload_files import Leftover, upload_folder
 from app.api.uploads import check_content, safe_name
+from ingest.documents import MAX_PAGE
 
 router = APIRouter(tags=["documents"])
 _ERRORS = {**ERRORS, 404: {"model": ErrorEnvelope}, 415: {"model": ErrorEnvelope}}
@@ -38,10 +39,21 @@ def uploads_dir(state: ApiState) -> Path:
 
 
 @router.get("/v1/documents", response_model=DocumentList, responses=ERRORS)
-async def documents(state: StateDep) -> dict[str, Any]:
-    """Every stored document."""
-    docs = await state.run_aside(state.service.documents)
-    return {"data": [d.to_dict() for d in docs]}
+async def documents(state: StateDep,
+                    limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE, description=(
+                        "Documents per page (in store order); without it, every document "
+                        "sorted by path."))] = None,
+                    cursor: Annotated[str | None, Query(max_length=64, description=(
+                        "The previous page's next_cursor."))] = None) -> dict[str, Any]:
+    """Stored documents: a page of `limit` from `cursor`, or every document."""
+    if limit is None:
+        if cursor is not None:
+            raise ApiError(422, "cursor: only with limit", param="cursor")
+        docs = await state.run_aside(state.service.documents)
+        return {"data": [d.to_dict() for d in docs], "total": len(docs), "next_cursor": None}
+    page = await state.run_aside(state.service.document_page, limit, cursor)
+    return {"data": [d.to_dict() for d in page.documents], "total": page.total,
+            "next_cursor": page.next_cursor}
 
 
 _UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {

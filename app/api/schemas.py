@@ -241,6 +241,9 @@ class DocumentOut(BaseModel):
 
 class DocumentList(BaseModel):
     data: list[DocumentOut]
+    total: int = Field(description="Every stored document (not only this page's).")
+    next_cursor: str | None = Field(
+        None, description="With `limit`: pass as `cursor` for the next page; null after the last.")
 
 
 class Deleted(BaseModel):

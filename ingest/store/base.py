@@ -33,6 +33,17 @@ class Where:
 
 
 @dataclass(frozen=True)
+class Changes:
+    """The documents some writes touched: by id, and carried documents by their parent's id."""
+
+    document_ids: frozenset[str] = frozenset()
+    parents: frozenset[str] = frozenset()
+
+    def __or__(self, other: Changes) -> Changes:
+        return Changes(self.document_ids | other.document_ids, self.parents | other.parents)
+
+
+@dataclass(frozen=True)
 class Sparse:
     indices: list[int]
     values: list[float]
@@ -75,7 +86,20 @@ class Store(Protocol):
 
     def retrieve(self, ids: list[str]) -> list[PointOut]: ...
 
-    def scroll(self, where: Where, batch: int = 1000) -> Iterator[PointOut]: ...
+    def scroll(self, where: Where, batch: int = 1000,
+               fields: tuple[str, ...] | None = None) -> Iterator[PointOut]: ...
+
+    def page(self, where: Where, limit: int, offset: str | None = None,
+             fields: tuple[str, ...] | None = None) -> tuple[list[PointOut], str | None]:
+        """Up to `limit` points from `offset` (a point id a previous page gave, None for the
+        first) and the next page's offset (None after the last); only `fields` of each
+        payload when given."""
+        ...
+
+    def changes_since(self, generation: int) -> Changes | None:
+        """What this process's writes after `generation` touched, or None when that is not
+        known (a write that named no document, or a server that others write)."""
+        ...
 
     def count(self, where: Where) -> int: ...
 

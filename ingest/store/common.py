@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from core.choices import SearchMode
 from core.errors import StoreError
-from ingest.store.base import PointOut, Sparse, Where
+from ingest.store.base import STAGED, Changes, PointIn, PointOut, Sparse, Where
 
 
 class Conditions(Protocol):
@@ -83,3 +83,66 @@ def scroll_pages(page: Callable[[Any], tuple[list[Any], Any]]) -> Iterator[Point
         yield from records(found)
         if offset is None:
             return
+
+
+def page_of(found: Iterable[Any], after: Any) -> tuple[list[PointOut], str | None]:
+    return records(found), (None if after is None else str(after))
+
+
+def written(where: Where) -> Changes | None:
+    """The documents a filtered write touches: none when it names only staged points (not
+    live, so in no listing), None when it names no document."""
+    if where.equals.get("state") == STAGED:
+        return Changes()
+    ids = _values(where, "document_id")
+    parents = _values(where, "parent")
+    if not ids and not parents:
+        return None
+    return Changes(frozenset(ids), frozenset(parents))
+
+
+def _values(where: Where, key: str) -> set[str]:
+    found = set(where.any_of.get(key, ()))
+    if key in where.equals:
+        found.add(str(where.equals[key]))
+    return found
+
+
+def upserted(points: Iterable[PointIn]) -> Changes | None:
+    ids = set()
+    for p in points:
+        if p.payload.get("state") == STAGED:
+            continue
+        if "document_id" not in p.payload:
+            return None
+        ids.add(str(p.payload["document_id"]))
+    return Changes(frozenset(ids))
+
+
+class ChangeLog:
+    """The documents each write touched, by the store's generation after it, so a reader's
+    per-document cache (the manifest) re-reads only those. The oldest are forgotten: a
+    reader that far behind reads everything again."""
+
+    KEEP = 10_000
+
+    def __init__(self) -> None:
+        self._writes: dict[int, Changes | None] = {}
+
+    def record(self, generation: int, changes: Changes | None) -> None:
+        self._writes[generation] = changes
+        if len(self._writes) > self.KEEP:
+            del self._writes[next(iter(self._writes))]
+
+    def since(self, generation: int, now: int) -> Changes | None:
+        if now == generation:
+            return Changes()
+        if generation + 1 not in self._writes:
+            return None
+        total = Changes()
+        for g in range(generation + 1, now + 1):
+            step = self._writes.get(g)
+            if step is None:
+                return None
+            total = total | step
+        return total

@@ -17,18 +17,23 @@ from ingest.store.base import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     SPARSE,
+    Changes,
     PointIn,
     PointOut,
     Sparse,
     Where,
 )
 from ingest.store.common import (
+    ChangeLog,
     check_dimension,
+    page_of,
     records,
     scored,
     scroll_pages,
     search_for,
     to_filter,
+    upserted,
+    written,
 )
 
 
@@ -59,6 +64,7 @@ class EdgeStore:
         self.conditions = _Conditions(q)
         self.path = path
         self.hnsw = (hnsw_m, hnsw_ef_construct)
+        self.changes = ChangeLog()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(path.parent / f".{path.name}.lock", "a+")  # noqa: SIM115
         try:
@@ -119,8 +125,15 @@ class EdgeStore:
         with span("rag.upsert", rag__points=len(points)):
             self._upsert(points)
 
-    def _upsert(self, points: list[PointIn]) -> None:
+    def _wrote(self, changes: Changes | None) -> None:
         self.generation += 1
+        self.changes.record(self.generation, changes)
+
+    def changes_since(self, generation: int) -> Changes | None:
+        return self.changes.since(generation, self.generation)
+
+    def _upsert(self, points: list[PointIn]) -> None:
+        self._wrote(upserted(points))
         q = self.q
         if not points:
             return
@@ -134,12 +147,12 @@ class EdgeStore:
         ]))
 
     def set_payload(self, where: Where, payload: dict[str, Any]) -> None:
-        self.generation += 1
+        self._wrote(written(where))
         if self.shard is not None:
             self.shard.update(self.q.UpdateOperation.set_payload_by_filter(self._filter(where), payload))
 
     def delete(self, where: Where) -> None:
-        self.generation += 1
+        self._wrote(written(where))
         if self.shard is not None:
             self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._filter(where)))
 
@@ -182,12 +195,26 @@ class EdgeStore:
         return records(self.shard.retrieve([uuid.UUID(i) for i in ids], with_payload=True,
                                            with_vector=False))
 
-    def scroll(self, where: Where, batch: int = 1000) -> Iterator[PointOut]:
+    def scroll(self, where: Where, batch: int = 1000,
+               fields: tuple[str, ...] | None = None) -> Iterator[PointOut]:
         if self.shard is None:
             return
         flt = self._filter(where)
         yield from scroll_pages(lambda offset: self.shard.scroll(self.q.ScrollRequest(
-            offset=offset, limit=batch, filter=flt, with_payload=True, with_vector=False)))
+            offset=offset, limit=batch, filter=flt, with_payload=self._selector(fields),
+            with_vector=False)))
+
+    def page(self, where: Where, limit: int, offset: str | None = None,
+             fields: tuple[str, ...] | None = None) -> tuple[list[PointOut], str | None]:
+        if self.shard is None:
+            return [], None
+        found, after = self.shard.scroll(self.q.ScrollRequest(
+            offset=None if offset is None else uuid.UUID(offset), limit=limit,
+            filter=self._filter(where), with_payload=self._selector(fields), with_vector=False))
+        return page_of(found, after)
+
+    def _selector(self, fields: tuple[str, ...] | None) -> Any:
+        return True if fields is None else self.q.PayloadSelector.Include(list(fields))
 
     def count(self, where: Where) -> int:
         if self.shard is None:

@@ -14,6 +14,7 @@ from ingest.store.base import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     SPARSE,
+    Changes,
     PointIn,
     PointOut,
     Sparse,
@@ -21,6 +22,7 @@ from ingest.store.base import (
 )
 from ingest.store.common import (
     check_dimension,
+    page_of,
     records,
     scored,
     scroll_pages,
@@ -183,13 +185,28 @@ class ServerStore:
         return records(self._call(self.client.retrieve, self.collection, ids=ids,
                                   with_payload=True, with_vectors=False))
 
-    def scroll(self, where: Where, batch: int = 1000) -> Iterator[PointOut]:
+    def scroll(self, where: Where, batch: int = 1000,
+               fields: tuple[str, ...] | None = None) -> Iterator[PointOut]:
         if not self.exists():
             return
         flt = self._filter(where)
         yield from scroll_pages(lambda offset: self._call(
             self.client.scroll, self.collection, scroll_filter=flt, limit=batch, offset=offset,
-            with_payload=True, with_vectors=False))
+            with_payload=True if fields is None else list(fields), with_vectors=False))
+
+    def page(self, where: Where, limit: int, offset: str | None = None,
+             fields: tuple[str, ...] | None = None) -> tuple[list[PointOut], str | None]:
+        if not self.exists():
+            return [], None
+        found, after = self._call(
+            self.client.scroll, self.collection, scroll_filter=self._filter(where), limit=limit,
+            offset=offset, with_payload=True if fields is None else list(fields),
+            with_vectors=False)
+        return page_of(found, after)
+
+    def changes_since(self, generation: int) -> Changes | None:
+        """Other processes write a server: what changed is not known here."""
+        return None
 
     def count(self, where: Where) -> int:
         if not self.exists():

@@ -232,3 +232,34 @@ def test_an_uploaded_workbook_and_a_scan_are_read(client: httpx.Client, tmp_path
     for doc in client.get("/v1/documents").json()["data"]:
         if doc["source"].endswith(("vault-budget.xlsx", "vault-scan.png")):
             assert client.delete(f"/v1/documents/{doc['document_id']}").status_code == 200
+
+
+def test_documents_are_listed_page_by_page(client: httpx.Client) -> None:
+    whole = client.get("/v1/documents").json()
+    assert whole["total"] == len(whole["data"]) >= 2 and whole["next_cursor"] is None
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+        r = client.get("/v1/documents", params=params)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert page["total"] == whole["total"] and len(page["data"]) == 1
+        seen += [d["document_id"] for d in page["data"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(d["document_id"] for d in whole["data"])
+
+
+@pytest.mark.parametrize(("params", "param"), [
+    ({"limit": 2, "cursor": "not-a-cursor"}, "cursor"),
+    ({"cursor": "00000000-0000-0000-0000-000000000000"}, "cursor"),
+    ({"limit": 0}, "limit"),
+    ({"limit": 1001}, "limit"),
+])
+def test_a_bad_page_request_is_a_422_naming_its_field(client: httpx.Client, params: dict[str, Any],
+                                                      param: str) -> None:
+    r = client.get("/v1/documents", params=params)
+    assert_envelope(r, 422)
+    assert r.json()["error"]["param"] == param

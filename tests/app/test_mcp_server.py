@@ -179,3 +179,23 @@ def test_http_without_the_key_is_refused_in_the_error_envelope(mcp_url: str) -> 
     response = httpx.post(mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_http_lists_documents_page_by_page(mcp_url: str) -> None:
+    async def session() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        async with http_client(mcp_url) as client:
+            whole = payload(await client.call_tool("list_documents", {}))
+            pages, cursor = [], None
+            while True:
+                args: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+                page = payload(await client.call_tool("list_documents", args))
+                pages.append(page)
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    return whole, pages
+
+    whole, pages = anyio.run(session)
+    assert whole["total"] == len(whole["documents"]) and whole["next_cursor"] is None
+    assert all(p["total"] == whole["total"] and len(p["documents"]) <= 2 for p in pages)
+    assert sorted(d["document_id"] for p in pages for d in p["documents"]) == sorted(
+        d["document_id"] for d in whole["documents"])

@@ -78,3 +78,33 @@ def doc_text_from_chunks(payloads: list[dict[str, Any]]) -> str:
         parts.append(p["text"][p["core_offset"]:])
         section = p["section"]
     return "".join(parts)
+
+
+DIM = 8  # the vectors store_documents writes (ensure_collection(DIM) first)
+
+
+def store_documents(store: Any, names: list[str], *, chunks: int = 2, parent: str | None = None,
+                    state: str = LIVE) -> list[str]:
+    """Writes one document per name (`chunks` chunks each, unit vectors, keyword vectors of
+    their text) straight into a real store, as a committed ingest leaves them; their ids."""
+    from ingest.payload import ChunkPayload, point_id
+    from ingest.sparse import SparseEncoder
+    from ingest.store import PointIn
+
+    encoder = SparseEncoder()
+    points, ids = [], []
+    for n, name in enumerate(names):
+        doc_id = f"{n:04d}" + "".join(f"{ord(c):02x}" for c in name)[:12].ljust(12, "0")
+        ids.append(doc_id)
+        for i in range(chunks):
+            text = f"{name} part {i}: notes about {name}."
+            payload = ChunkPayload(document_id=doc_id, source=f"/docs/{name}.txt", title=name,
+                                   type="text", chunk_index=i, text=text, doc_hash="v1",
+                                   doc_chunks=chunks, doc_tokens=10 * chunks, state=state,
+                                   parent=parent).to_payload()
+            dense = [0.0] * DIM
+            dense[(n + i) % len(dense)] = 1.0
+            points.append(PointIn(point_id(doc_id, "v1", i), dense, encoder.document(text),
+                                  payload))
+    store.upsert(points)
+    return ids

@@ -12,6 +12,7 @@ from ui.client import ApiClient, ApiError
 from ui.components import api, show_error
 from ui.documents import TABLE_COLUMNS, document_rows, ingest, job_lines
 
+PAGE_SIZE = 100  # documents per page of the table
 DEFAULT_TYPES = ("PDF (scans by OCR), images (PNG, JPEG, TIFF, WEBP, BMP), DOCX, PPTX, XLSX, "
                  "ODT, ODS, ODP, CSV, EPUB, RTF, HTML, XHTML, e-mail (.eml, .mbox), "
                  "Jupyter notebooks, Markdown, text, code")
@@ -54,18 +55,34 @@ def upload(client: ApiClient, limits: dict[str, Any]) -> None:
     st.session_state["_last_job"] = job
 
 
+def pager(cursors: list[str | None], next_cursor: str | None, shown: int, total: int) -> None:
+    """Buttons to the previous and next pages; the cursors of the pages seen are kept."""
+    first = (len(cursors) - 1) * PAGE_SIZE
+    left, middle, right = st.columns(3)
+    middle.caption(f"{first + 1:,}–{first + shown:,} of {total:,}")
+    if len(cursors) > 1 and left.button("Previous page", icon=":material/arrow_back:"):
+        cursors.pop()
+        st.rerun()
+    if next_cursor and right.button("Next page", icon=":material/arrow_forward:"):
+        cursors.append(next_cursor)
+        st.rerun()
+
+
 def table(client: ApiClient) -> None:
+    cursors: list[str | None] = st.session_state.setdefault("_document_cursors", [None])
     try:
-        documents = client.documents()
+        page = client.document_page(PAGE_SIZE, cursors[-1])
     except ApiError as exc:
         show_error(exc)
         return
-    st.subheader(f"{len(documents)} document{'s' * (len(documents) != 1)}")
+    documents, total = page.get("data") or [], int(page.get("total") or 0)
+    st.subheader(f"{total:,} document{'s' * (total != 1)}")
     if not documents:
         st.info("No documents yet: upload some above.")
         return
     rows = document_rows(documents)
     st.table(pd.DataFrame(rows, columns=list(TABLE_COLUMNS)).set_index("name"))
+    pager(cursors, page.get("next_cursor"), len(documents), total)
 
     seen = [r["name"] for r in rows]
     labels = {r["id"]: r["name"] if seen.count(r["name"]) == 1 else f"{r['name']} ({r['source']})"
@@ -82,6 +99,7 @@ def table(client: ApiClient) -> None:
         show_error(exc)
         return
     st.session_state.pop("_last_job", None)
+    st.session_state.pop("_document_cursors", None)
     st.toast(f"Deleted {', '.join(labels[d] for d in doomed)}")
     st.rerun()
 

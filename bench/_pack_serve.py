@@ -1,0 +1,75 @@
+"""The serving side of bench/pack.py, in a process of its own as `rag api` runs: open the
+store, answer the questions, print one JSON line (open time, p50/p95, peak RSS).
+
+Run with the checkout whose code answers (`pack.py --before DIR` runs it with an older one):
+
+    python bench/_pack_serve.py ROOT STORE BUDGET QUESTIONS...
+
+It imports nothing of bench/ (bench/ingest.py would hide the `ingest` package), so the
+project's packages come from ROOT alone.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+WARM_UP = "What do the essays say about painting?"
+
+
+def rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p95
+
+
+def serve(path: Path, budget: int, queries: list[str]) -> dict:
+    from core.choices import ContextMode
+    from core.settings import load_settings
+    from ingest.embedder import Embedder
+    from ingest.store.edge import EdgeStore
+    from ingest.tokenizer import load_tokenizer
+    from retrieval.service import RetrieveOptions, Retriever
+
+    settings = load_settings()
+    embedder = Embedder(settings.embedding)
+    idle = rss_kib("VmRSS")
+    t0 = time.perf_counter()
+    store = EdgeStore(path)
+    open_s = time.perf_counter() - t0
+    retriever = Retriever(settings, store, embedder, load_tokenizer())
+    options = RetrieveOptions(budget_tokens=budget, context_mode=ContextMode.RETRIEVE)
+    retriever.retrieve(WARM_UP, options)  # not timed: loads the manifest, warms the model
+    times, used, cands = [], 0, 0
+    for q in queries:
+        t0 = time.perf_counter()
+        result = retriever.retrieve(q, options)
+        times.append(time.perf_counter() - t0)
+        used, cands = result.packing.used_tokens, result.candidates
+    store.close()
+    p50, p95 = percentiles(times)
+    return {"open_s": round(open_s, 2), "ours_p50_ms": p50 * 1000, "ours_p95_ms": p95 * 1000,
+            "ours_used": used, "candidates": cands, "rss_gib": rss_kib("VmHWM") / 2**20,
+            "rss_over_model_gib": (rss_kib("VmHWM") - idle) / 2**20}
+
+
+def main() -> None:
+    root, store, budget, *queries = sys.argv[1:]
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    sys.path.insert(0, str(Path(root).resolve()))
+    print(json.dumps(serve(Path(store), int(budget), queries)))
+
+
+if __name__ == "__main__":
+    main()
