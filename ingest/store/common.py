@@ -70,6 +70,14 @@ def scored(points: Iterable[Any]) -> list[PointOut]:
     return [PointOut(str(p.id), p.payload or {}, p.score) for p in points]
 
 
+def by_score(points: Iterable[PointOut], limit: int) -> list[PointOut]:
+    """The `limit` best, highest score first and ties by id. RRF gives exactly equal scores
+    to a hit of one list and the hit at the same rank of the other, and Qdrant Edge orders
+    such ties differently from one query to the next: a fused query asks for every candidate
+    (both prefetches' `limit`) and cuts here, so the same question finds the same hits."""
+    return sorted(points, key=lambda p: (-p.score, p.id))[:limit]
+
+
 def records(found: Iterable[Any]) -> list[PointOut]:
     return [PointOut(str(r.id), r.payload or {}) for r in found]
 

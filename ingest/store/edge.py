@@ -25,6 +25,7 @@ from ingest.store.base import (
 )
 from ingest.store.common import (
     ChangeLog,
+    by_score,
     check_dimension,
     page_of,
     records,
@@ -178,16 +179,23 @@ class EdgeStore:
                                     using=SPARSE) if search.sparse is not None else None)
         if search.hybrid:
             request = q.QueryRequest(
-                limit=limit,
+                limit=2 * limit,
                 prefetches=[q.Prefetch(limit=limit, query=dense_q, filter=flt),
                             q.Prefetch(limit=limit, query=sparse_q, filter=flt)],
-                query=q.Fusion.Rrf(k=rrf_k), filter=flt, with_payload=with_payload,
+                query=q.Fusion.Rrf(k=rrf_k), filter=flt, with_payload=False,
             )
-        else:
-            single = dense_q if dense_q is not None else sparse_q
-            request = q.QueryRequest(limit=limit, query=single, filter=flt,
-                                     with_payload=with_payload)
+            best = by_score(scored(self.shard.query(request)), limit)
+            return self._with_payloads(best) if with_payload else best
+        single = dense_q if dense_q is not None else sparse_q
+        request = q.QueryRequest(limit=limit, query=single, filter=flt,
+                                 with_payload=with_payload)
         return scored(self.shard.query(request))
+
+    def _with_payloads(self, points: list[PointOut]) -> list[PointOut]:
+        assert self.shard is not None
+        payloads = {str(r.id): r.payload or {} for r in self.shard.retrieve(
+            [uuid.UUID(p.id) for p in points], with_payload=True, with_vector=False)}
+        return [PointOut(p.id, payloads.get(p.id, {}), p.score) for p in points]
 
     def retrieve(self, ids: list[str]) -> list[PointOut]:
         if self.shard is None or not ids:

@@ -21,6 +21,7 @@ from ingest.store.base import (
     Where,
 )
 from ingest.store.common import (
+    by_score,
     check_dimension,
     page_of,
     records,
@@ -167,7 +168,7 @@ class ServerStore:
                 self.client.query_points, self.collection,
                 prefetch=[m.Prefetch(query=search.dense, using=DENSE, limit=limit, filter=flt),
                           m.Prefetch(query=sparse_q, using=SPARSE, limit=limit, filter=flt)],
-                query=m.RrfQuery(rrf=m.Rrf(k=rrf_k)), query_filter=flt, limit=limit,
+                query=m.RrfQuery(rrf=m.Rrf(k=rrf_k)), query_filter=flt, limit=2 * limit,
                 with_payload=with_payload,
             )
         else:
@@ -177,7 +178,7 @@ class ServerStore:
                 query=search.dense if by_dense else sparse_q, using=DENSE if by_dense else SPARSE,
                 query_filter=flt, limit=limit, with_payload=with_payload,
             )
-        return scored(result.points)
+        return by_score(scored(result.points), limit) if search.hybrid else scored(result.points)
 
     def retrieve(self, ids: list[str]) -> list[PointOut]:
         if not ids or not self.exists():

@@ -89,6 +89,20 @@ def test_ids_only_queries_rank_as_full_ones(library, server, vectors, mode):
         assert all(p.payload for p in full) and not any(p.payload for p in bare)
 
 
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_a_fused_query_repeats_exactly(library, server, vectors, question):
+    """RRF ties (a hit of one list and the hit at the same rank of the other score the
+    same) are ordered by id on both stores: Qdrant Edge by itself orders them differently
+    from one query to the next, which moved a packed context between two identical asks."""
+    dense, sparse = vectors[question]
+    kw = dict(dense=dense, sparse=sparse, mode="hybrid", where=LIVE_ONLY, limit=8)
+    runs = [[(p.id, p.score) for p in library.store.query(**kw)] for _ in range(6)]
+    assert all(run == runs[0] for run in runs)
+    assert [p.id for p in server.query(**kw)] == [i for i, _ in runs[0]]
+    scores = [s for _, s in runs[0]]
+    assert scores == sorted(scores, reverse=True)
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("question", QUESTIONS)
 def test_top_results_agree(library, server, vectors, question, mode):
