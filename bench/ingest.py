@@ -744,15 +744,18 @@ def write_book(path: Path, pages: int, edited: bool) -> None:
 
 
 def edited_pdf_rows(settings: Any, embedder: Any, work: Path, pages: int) -> dict[str, Any]:
-    """Seconds to re-ingest the book after one paragraph changed: with the embedding cache
-    (only the changed chunks embedded) and without it (embedding.cache_mb=0: every chunk of
-    the changed document embedded again). Same store, same file, same run."""
+    """Seconds to re-ingest the book after one paragraph changed: with the embedding and
+    chunk caches (only the changed chunks embedded, the changed page cut) and without them
+    (embedding.cache_mb=0, chunking.cache_mb=0: every chunk of the changed document cut and
+    embedded again). Same store, same file, same run."""
     from ingest.pipeline import ingest
 
     book = work / "book" / "book.pdf"
     book.parent.mkdir(parents=True, exist_ok=True)
     data = settings.model_copy(update={"data_dir": work / "edited"})
-    off = data.model_copy(update={"embedding": data.embedding.model_copy(update={"cache_mb": 0})})
+    off = data.model_copy(update={
+        "embedding": data.embedding.model_copy(update={"cache_mb": 0}),
+        "chunking": data.chunking.model_copy(update={"cache_mb": 0})})
     timed: dict[str, Any] = {}
     # Original in (cache filled), edited without the cache (timed), original back (from the
     # cache), edited with the cache (timed): both timed runs replace the same old version.

@@ -164,6 +164,12 @@ class ChunkingSettings(_Section):
     overlap: int = Field(
         64, ge=0, description="Tokens of the previous sentences repeated at the start of a chunk."
     )
+    cache_mb: float = Field(
+        32.0, ge=0,
+        description="Size bound of the chunk cache (data_dir/embeddings/chunks.sqlite): each page's "
+        "chunks kept by its text, these settings and the tokenizer, so an edited document "
+        "re-tokenizes only its changed pages; past the bound the least recently used are dropped. "
+        "32 MB holds ~10,000 pages of prose; 0 turns the cache off.")
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> ChunkingSettings:

@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from core.errors import LoadError, RagError
 from core.settings import Settings
+from ingest.chunk_cache import cached_chunker
 from ingest.chunker import Chunk, Chunker
 from ingest.embed_cache import CachedEmbedder, cached
 from ingest.embedder import backend_label
@@ -255,7 +256,8 @@ class Ingestor:
         self._embedder: CachedEmbedder | None = (
             None if embedder is None else cached(embedder, settings))
         self.counter = counter or load_tokenizer(settings.tokenizer.path)
-        self.chunker = Chunker(self.counter, settings.chunking.size, settings.chunking.overlap)
+        self.chunker = cached_chunker(
+            Chunker(self.counter, settings.chunking.size, settings.chunking.overlap), settings)
         self.load_options = LoadOptions(max_sheet_rows=settings.ingest.max_sheet_rows,
                                         max_unzipped_mb=settings.ingest.max_unzipped_mb)
         self.sparse = SparseEncoder()
@@ -326,6 +328,7 @@ class Ingestor:
                 self.store.optimize()
         finally:
             self.ocr.close()
+            self.chunker.close()
             if self._embedder is not None:
                 report.cached = self._embedder.hits - hits_before
                 report.embedded -= report.cached
