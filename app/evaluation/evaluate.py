@@ -34,6 +34,7 @@ from app.evaluation.probes import (
     needle_copies,
     passage_sentences,
 )
+from app.evaluation.progress import EvalProgress
 from app.evaluation.runs import EvalRun, Measurement
 from app.llm import LLMClient, LLMError
 from app.runtime import LockedEmbedder
@@ -52,14 +53,6 @@ from serving.served import Served
 
 HAYSTACK_BUDGETS = 2  # the evaluation collection holds this many largest budgets of text
 ANSWER_TOKENS = 128
-
-
-class EvalProgress:
-    """What an evaluation reports while it works; the CLI draws it, the API job keeps it."""
-
-    def stage(self, name: str, total: int) -> None: ...
-
-    def advance(self, n: int = 1) -> None: ...
 
 
 @dataclass
