@@ -27,8 +27,8 @@ class Api:
     service: Any
     app: Any
 
-    def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=120, **kwargs)
+    def client(self, timeout: float = 120, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout, **kwargs)
 
 
 def wait_warm(app: Any, timeout_s: float = 60) -> None:

@@ -127,7 +127,8 @@ def test_50_concurrent_requests_all_succeed(sample_api: Api) -> None:
     for the one-thread CPU LLM; every request must come back 200."""
     def call(i: int) -> tuple[int, str, dict[str, Any]]:
         route = "/v1/query" if i % 8 == 0 else "/v1/retrieve"
-        with sample_api.client() as c:
+        # 7 answers queue for one CPU thread: a bound for a busy machine, not a timing
+        with sample_api.client(timeout=600) as c:
             r = c.post(route, json={"question": f"{Q} ({i % 3})", "budget_tokens": 1024})
             return r.status_code, route, r.json()
 
