@@ -41,7 +41,9 @@ class ApiState:
     readiness: ReadinessMonitor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.readiness = ReadinessMonitor({"qdrant": self.check_store, "llm": self.check_llm})
+        self.readiness = ReadinessMonitor(
+            {"qdrant": self.check_store, "llm": self.check_llm},
+            before_first="starting (loading the embedder and reaching the LLM server)")
 
     def check_store(self) -> tuple[bool, str]:
         return True, f"{self.service.document_count()} documents"

@@ -38,6 +38,7 @@ class ReadinessMonitor:
     checks: dict[str, Callable[[], Check]]
     every_s: float = CHECK_EVERY_S
     stale_s: float = STALE_S
+    before_first: str = "not checked yet"  # the detail of every check until the first ends
     _last: Report | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -65,7 +66,7 @@ class ReadinessMonitor:
         older than `stale_s`."""
         last = self._last
         if last is None:
-            return Report({name: (False, "not checked yet") for name in self.checks},
+            return Report({name: (False, self.before_first) for name in self.checks},
                           time.monotonic())
         age = last.age_s()
         if age > self.stale_s:
