@@ -218,7 +218,10 @@ def _api_in_thread(settings: object, stack: contextlib.ExitStack) -> Api:
 
 def _api_process(env: dict[str, str], log_path: Path, stack: contextlib.ExitStack) -> Api:
     """`python -m app.cli api` on a free port with `env` (the store: embedded, so any
-    RAG_STORE__URL of this shell is dropped), ready once /readyz answers 200."""
+    RAG_STORE__URL of this shell is dropped), ready once /readyz answers 200; stopped with
+    SIGTERM, SIGKILL after a grace period (the API stops its own children)."""
+    from tests.support.servers import stop_process, wait_process_ready
+
     port = free_port()
     child_env = {k: v for k, v in os.environ.items() if k != "RAG_STORE__URL"}
     child_env.update(env, PYTHONPATH=str(ROOT))
@@ -227,35 +230,11 @@ def _api_process(env: dict[str, str], log_path: Path, stack: contextlib.ExitStac
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "api", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning"], cwd=ROOT, env=child_env, stdout=out, stderr=subprocess.STDOUT)
-    stack.callback(_stop, proc)
+    stack.callback(stop_process, proc, API_STOP_S)
     url = f"http://127.0.0.1:{port}"
-    _wait_ready(url, proc, log_path, API_STARTUP_S)
+    wait_process_ready(proc, url + "/readyz", API_STARTUP_S,
+                       lambda: log_path.read_text(errors="replace")[-2000:])
     return Api(url=url, pid=proc.pid)
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the API exited with {proc.returncode}; its output "
-                             f"({log_path}):\n{log_path.read_text(errors='replace')[-2000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url + "/readyz", timeout=5).status_code == 200:
-                return
-        time.sleep(0.5)
-    raise SystemExit(f"the API was not ready within {timeout:g} s (see {log_path})")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after a grace period (the API stops its own children)."""
-    proc.terminate()
-    try:
-        proc.wait(API_STOP_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def cpu_seconds(pid: int | None) -> float:
