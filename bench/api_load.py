@@ -4,11 +4,15 @@ GET /readyz and GET /v1/documents probed while the load runs.
 
 It starts everything itself on a temporary data dir: the store, ingested from `--data`
 (default: the built-in sample), a llama.cpp server with the shipped SmolLM2 (unless
-`--llm-url` names a running one) and the API under uvicorn on a free port. Each route is
+`--llm-url` names a running one) and the API on a free port: `python -m app.cli api` in a
+process of its own, as users run it, with the settings in RAG_* variables (`--in-process`:
+uvicorn in a thread of the bench, sharing its GIL with the clients). Each route is
 measured with 1 client (the baseline) and with each of `--clients`, so the table shows how
 throughput scales on this machine (the ratio), not only absolute numbers. During every run
 one more client asks for /readyz and the document listing in turn (`--probe-every`): their
-latency under load is the second table.
+latency under load is the second table. The first table also gives the CPU the bench process
+(the clients) and the API process used, in cores: a bench near one core means the clients,
+not the server, set the pace.
 
     .venv/bin/python bench/api_load.py --routes retrieve --clients 8,100 --seconds 10
 """
@@ -17,14 +21,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from _common import RESULTS, environment, int_list, log, table, write_results
+from _common import RESULTS, ROOT, environment, int_list, log, table, write_results
+
+from tests.support.ports import free_port
+
+if TYPE_CHECKING:
+    import httpx
 
 QUESTIONS = [
     "How long can the lighthouse lamp run on its reserve batteries?",
@@ -34,6 +47,16 @@ QUESTIONS = [
     "Can I take a city bike on the train?",
 ]
 PROBES = ("/readyz", "/v1/documents")
+API_STARTUP_S = 300.0
+API_STOP_S = 10.0
+
+
+@dataclass
+class Api:
+    """The API under load: its URL, and its process id when it runs in a process of its own."""
+
+    url: str
+    pid: int | None
 
 
 @dataclass
@@ -68,16 +91,17 @@ class Run(Latencies):
     clients: int = 0
     seconds: float = 0.0
     probes: dict[str, Latencies] = field(default_factory=dict)
+    bench_cpu: float = 0.0  # CPU seconds of this process (the clients) per second of the run
+    api_cpu: float | None = None  # the same for the API's process, when it has its own
 
     @property
     def throughput(self) -> float:
         return self.ok / self.seconds if self.seconds else 0.0
 
 
-def _send(c: object, route: str, body: dict[str, object]) -> int:
+def _send(c: httpx.Client, route: str, body: dict[str, object]) -> int:
     try:
-        r = c.get(route) if route in ("/healthz", *PROBES) \
-            else c.post(route, json=body)  # type: ignore[attr-defined]
+        r = c.get(route) if route in ("/healthz", *PROBES) else c.post(route, json=body)
         return int(r.status_code)
     except Exception:
         return 0
@@ -98,13 +122,14 @@ def probe(url: str, run: Run, every: float, stop: threading.Event) -> None:
             run.probes[path].add(status, time.perf_counter() - started)
 
 
-def load(url: str, route: str, clients: int, seconds: float, max_requests: int,
+def load(api: Api, route: str, clients: int, seconds: float, max_requests: int,
          budget: int, probe_every: float = 0.0) -> Run:
     """`clients` threads, each with its own connection, send requests back to back until
     `seconds` pass or `max_requests` were sent in all (with `probe_every`, one more thread
-    probes /readyz and the listing meanwhile)."""
+    probes /readyz and the listing meanwhile). Records the CPU both processes used."""
     import httpx
 
+    url = api.url
     run = Run(route=route, clients=clients)
     lock = threading.Lock()
     sent = [0]
@@ -129,6 +154,7 @@ def load(url: str, route: str, clients: int, seconds: float, max_requests: int,
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     stop = threading.Event()
     prober = threading.Thread(target=probe, args=(url, run, probe_every, stop))
+    cpu_before = cpu_seconds(None), cpu_seconds(api.pid) if api.pid else 0.0
     started = time.perf_counter()
     for t in threads:
         t.start()
@@ -137,21 +163,22 @@ def load(url: str, route: str, clients: int, seconds: float, max_requests: int,
     for t in threads:
         t.join()
     run.seconds = time.perf_counter() - started
+    run.bench_cpu = (cpu_seconds(None) - cpu_before[0]) / run.seconds
+    if api.pid:
+        run.api_cpu = (cpu_seconds(api.pid) - cpu_before[1]) / run.seconds
     stop.set()
     if probe_every:
         prober.join()
     return run
 
 
-def start_api(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -> str:
-    """Ingests `--data` into a store under `work`, starts the LLM (unless given) and the API
-    (the tests' own server helpers); `stack` stops them."""
-    from app.api import create_app
+def start_api(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -> Api:
+    """Ingests `--data` into a store under `work`, starts the LLM (unless given) and the API:
+    `python -m app.cli api` in a process of its own (with `--in-process`, uvicorn in a thread
+    of this one, the tests' own helper); `stack` stops them."""
     from core.settings import CPUServerSettings, load_settings
     from ingest.pipeline import ingest
     from serving import llamacpp
-    from tests.support.ports import free_port
-    from tests.support.servers import serve_in_thread
 
     cpu = CPUServerSettings(port=free_port(), threads=args.llm_threads, n_ctx=8192)
     if args.llm_url:
@@ -161,19 +188,61 @@ def start_api(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack)
         server = llamacpp.start(cpu)
         stack.callback(server.stop)
         llm_url = server.url
+    env = {"RAG_DATA_DIR": str(work), "RAG_LLM__URL": llm_url,
+           "RAG_LLM__CONTEXT_WINDOW": str(cpu.n_ctx),
+           "RAG_LLM__TOKENIZER": str(llamacpp.model_path(cpu)) if not args.llm_url else "auto",
+           "RAG_RETRIEVAL__ANSWER_RESERVE": str(args.answer_tokens),
+           "RAG_API__MAX_BUDGET_TOKENS": str(max(args.budget, 256))}
     settings = load_settings(
         data_dir=work, store={"url": None},
-        llm={"url": llm_url, "context_window": cpu.n_ctx,
-             "tokenizer": str(llamacpp.model_path(cpu)) if not args.llm_url else "auto"},
+        llm={"url": llm_url, "context_window": cpu.n_ctx, "tokenizer": env["RAG_LLM__TOKENIZER"]},
         retrieval={"answer_reserve": args.answer_tokens},
         api={"max_budget_tokens": max(args.budget, 256)})
     log(f"ingesting {', '.join(args.data)} ...")
     report = ingest(settings, [Path(d) for d in args.data])
     log(f"  {report.count('new')} documents, {report.chunks} chunks")
-    app = create_app(settings)
+    if args.in_process:
+        return _api_in_thread(settings, stack)
+    return _api_process(env, work.parent / "api.log", stack)
+
+
+def _api_in_thread(settings: object, stack: contextlib.ExitStack) -> Api:
+    from app.api import create_app
+    from tests.support.servers import serve_in_thread
+
+    app = create_app(settings)  # type: ignore[arg-type]
     url = stack.enter_context(serve_in_thread(app))
     app.state.api.warm.wait(300)
-    return url
+    return Api(url=url, pid=None)
+
+
+def _api_process(env: dict[str, str], log_path: Path, stack: contextlib.ExitStack) -> Api:
+    """`python -m app.cli api` on a free port with `env` (the store: embedded, so any
+    RAG_STORE__URL of this shell is dropped), ready once /readyz answers 200; stopped with
+    SIGTERM, SIGKILL after a grace period (the API stops its own children)."""
+    from tests.support.servers import stop_process, wait_process_ready
+
+    port = free_port()
+    child_env = {k: v for k, v in os.environ.items() if k != "RAG_STORE__URL"}
+    child_env.update(env, PYTHONPATH=str(ROOT))
+    out = stack.enter_context(log_path.open("wb"))
+    log(f"starting the API (python -m app.cli api, port {port}) ...")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "api", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning"], cwd=ROOT, env=child_env, stdout=out, stderr=subprocess.STDOUT)
+    stack.callback(stop_process, proc, API_STOP_S)
+    url = f"http://127.0.0.1:{port}"
+    wait_process_ready(proc, url + "/readyz", API_STARTUP_S,
+                       lambda: log_path.read_text(errors="replace")[-2000:])
+    return Api(url=url, pid=proc.pid)
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """CPU (user + system) seconds used so far by process `pid`, or by this one when None."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(x: float) -> str:
@@ -184,9 +253,10 @@ def print_tables(runs: list[Run]) -> None:
     base = {r.route: r.throughput for r in runs if r.clients == 1}
     rows = [[r.route, r.clients, r.ok, r.errors, f"{r.throughput:.1f}",
              f"{r.throughput / base[r.route]:.2f}x" if base.get(r.route) else "-",
-             _ms(r.pct(50)), _ms(r.pct(95)), _ms(r.pct(99))] for r in runs]
+             _ms(r.pct(50)), _ms(r.pct(95)), _ms(r.pct(99)), f"{r.bench_cpu:.2f}",
+             "-" if r.api_cpu is None else f"{r.api_cpu:.2f}"] for r in runs]
     print(table(["route", "clients", "ok", "errors", "req/s", "vs 1 client", "p50 ms", "p95 ms",
-                 "p99 ms"], rows))
+                 "p99 ms", "bench cores", "api cores"], rows))
     probed = [[r.route, r.clients, path, p.ok, p.errors, _ms(p.pct(50)), _ms(p.pct(99)),
                _ms(max(p.latencies) * 1000) if p.latencies else "-"]
               for r in runs for path, p in r.probes.items()]
@@ -223,25 +293,29 @@ def main() -> int:
                    help="seconds between /readyz and listing probes under load (0: none)")
     p.add_argument("--llm-url", default=None, help="use this OpenAI-compatible server")
     p.add_argument("--llm-threads", type=int, default=1, help="llama.cpp threads (default 1)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the API under uvicorn in a thread of this process (shares its GIL "
+                   "with the clients), not as `python -m app.cli api` in its own")
     args = p.parse_args()
     routes = {"healthz": "/healthz", "retrieve": "/v1/retrieve", "query": "/v1/query"}
     chosen = [routes[r.strip()] for r in args.routes.split(",") if r.strip()]
 
     with tempfile.TemporaryDirectory(prefix="api-load-") as tmp, contextlib.ExitStack() as stack:
-        url = start_api(args, Path(tmp) / "data", stack)
+        api = start_api(args, Path(tmp) / "data", stack)
         runs: list[Run] = []
         for route in chosen:
-            load(url, route, 1, 300.0, 1, args.budget)  # warm-up: one request
+            load(api, route, 1, 300.0, 1, args.budget)  # warm-up: one request
             for clients in sorted({1, *args.clients}):
                 log(f"{route}: {clients} client(s), {args.seconds:g} s ...")
-                runs.append(load(url, route, clients, args.seconds, args.max_requests,
+                runs.append(load(api, route, clients, args.seconds, args.max_requests,
                                  args.budget, args.probe_every))
 
     print_tables(runs)
     write_results(RESULTS / "api_load.json", {
         "environment": environment(), "args": vars(args),
         "runs": [{"route": r.route, "clients": r.clients, "seconds": r.seconds,
-                  "throughput": r.throughput, **_summary(r),
+                  "throughput": r.throughput, "bench_cpu": r.bench_cpu, "api_cpu": r.api_cpu,
+                  **_summary(r),
                   "probes": {path: _summary(lat) for path, lat in r.probes.items()}}
                  for r in runs]})
     return 1 if any(r.errors or any(p.errors for p in r.probes.values()) for r in runs) else 0
