@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingest import chunker as chunker_module
 from ingest.chunker import Chunk, Chunker
+from ingest.embed_cache import open_cache_db
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -137,14 +138,8 @@ class CachedChunker:
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                 check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")  # a reader never waits for a writer
-            db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses no commit
-            db.execute("CREATE TABLE IF NOT EXISTS chunks (key BLOB PRIMARY KEY, "
-                       "chunks BLOB NOT NULL, size INTEGER NOT NULL, used INTEGER NOT NULL)")
-            self._db = db
+            self._db = open_cache_db(self.path, "chunks (key BLOB PRIMARY KEY, chunks BLOB "
+                                     "NOT NULL, size INTEGER NOT NULL, used INTEGER NOT NULL)")
         return self._db
 
     def _lookup(self, key: bytes) -> list[list[Any]] | None:

@@ -33,6 +33,18 @@ _ROW_OVERHEAD = 120  # bytes per row besides the vector: key, its index entry, c
 _BATCH = 500  # keys per SELECT (SQLite's bound on parameters)
 
 
+def open_cache_db(path: Path, table: str) -> sqlite3.Connection:
+    """A cache's SQLite file, made with `table` ("name (columns)") when new: autocommit
+    (callers open their own transactions), WAL so a reader never waits for a writer, and
+    synchronous=NORMAL, with which a killed process loses no commit."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(f"CREATE TABLE IF NOT EXISTS {table}")
+    return db
+
+
 def cache_path(settings: Settings) -> Path:
     return Path(settings.data_dir) / "embeddings" / "vectors.sqlite"
 
@@ -123,14 +135,8 @@ class CachedEmbedder:
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                 check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")  # a reader never waits for a writer
-            db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses no commit
-            db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, "
-                       "vector BLOB NOT NULL, used INTEGER NOT NULL)")
-            self._db = db
+            self._db = open_cache_db(self.path, "vectors (key BLOB PRIMARY KEY, "
+                                     "vector BLOB NOT NULL, used INTEGER NOT NULL)")
         return self._db
 
     def _lookup(self, keys: set[bytes]) -> dict[bytes, np.ndarray]:
