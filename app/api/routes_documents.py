@@ -30,6 +30,9 @@ from app.api.upload_files import Leftover, upload_folder
 from app.api.uploads import check_content, safe_name
 from ingest.documents import MAX_PAGE
 
+DEFAULT_PAGE = 100  # documents per page when only a cursor is given
+CURSOR = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+
 router = APIRouter(tags=["documents"])
 _ERRORS = {**ERRORS, 404: {"model": ErrorEnvelope}, 415: {"model": ErrorEnvelope}}
 
@@ -41,14 +44,15 @@ def uploads_dir(state: ApiState) -> Path:
 @router.get("/v1/documents", response_model=DocumentList, responses=ERRORS)
 async def documents(state: StateDep,
                     limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE, description=(
-                        "Documents per page (in store order); without it, every document "
-                        "sorted by path."))] = None,
-                    cursor: Annotated[str | None, Query(max_length=64, description=(
+                        "Documents per page (in store order); without it and a cursor, every "
+                        f"document sorted by path; with a cursor alone, {DEFAULT_PAGE}."))]
+                        = None,
+                    cursor: Annotated[str | None, Query(pattern=CURSOR, description=(
                         "The previous page's next_cursor."))] = None) -> dict[str, Any]:
     """Stored documents: a page of `limit` from `cursor`, or every document."""
+    if limit is None and cursor is not None:
+        limit = DEFAULT_PAGE
     if limit is None:
-        if cursor is not None:
-            raise ApiError(422, "cursor: only with limit", param="cursor")
         docs = await state.run_aside(state.service.documents)
         return {"data": [d.to_dict() for d in docs], "total": len(docs), "next_cursor": None}
     page = await state.run_aside(state.service.document_page, limit, cursor)

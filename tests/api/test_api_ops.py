@@ -173,7 +173,7 @@ def test_rag_api_serves_with_uvicorn(tmp_path: Path, llm_server: Any) -> None:
                            lambda: proc.stdout.read().decode() if proc.stdout else "")
         assert httpx.get(url + "/v1/documents", timeout=60).status_code == 401
         r = httpx.get(url + "/v1/documents", headers={"Authorization": "Bearer k1"}, timeout=60)
-        assert r.status_code == 200 and r.json() == {"data": []}
+        assert r.status_code == 200 and r.json() == {"data": [], "total": 0, "next_cursor": None}
     finally:
         stop_process(proc)
     # uvicorn shuts down cleanly, then re-raises the SIGTERM it caught.
