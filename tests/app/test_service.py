@@ -78,7 +78,7 @@ def settings(corpus: Path, tmp_path_factory: pytest.TempPathFactory, make_settin
              llm_server: llamacpp.RunningServer, embedder: Any) -> Settings:
     # Short answers keep the 135M model's time down; the arithmetic is the same.
     s = make_settings(tmp_path_factory.mktemp("data"), llm={"url": llm_server.url},
-                      chunking={"size": 256, "overlap": 32}, retrieval={"answer_reserve": 200})
+                      chunking={"size": 256, "overlap": 32}, retrieval={"answer_reserve": 64})
     from ingest.pipeline import ingest
 
     report = ingest(s, [corpus], embedder=embedder)

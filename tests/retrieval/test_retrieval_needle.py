@@ -1,4 +1,4 @@
-"""Needles in a ~160k-token haystack: one sentence found at every depth, inside the packed
+"""Needles in a ~142k-token haystack: one sentence found at every depth, inside the packed
 context, by hybrid and by keyword search, at small and large budgets."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def test_needle_is_in_the_packed_context(haystack, counter, needle, budget, mode
     result = haystack.retriever().retrieve(question, RetrieveOptions(
         budget_tokens=budget, search_mode=mode))
     d = result.to_dict(with_context=True)
-    assert d["mode"] == "retrieve"  # 160k tokens never fit: auto falls back to retrieval
+    assert d["mode"] == "retrieve"  # 142k tokens never fit: auto falls back to retrieval
     assert sentence in d["context"], f"needle at depth {depth:.0%} missing"
     holding = [p for p in d["passages"] if sentence in p["text"]]
     assert len(holding) == 1
