@@ -266,11 +266,11 @@ class OnnxEmbedder(WindowedEmbedder):
     def _offsets(self, text: str) -> list[tuple[int, int]]:
         return self.pieces.encode(text, add_special_tokens=False).offsets
 
-    def embed_query(self, text: str) -> list[float]:
-        """A question's vector, the same as `embed([text])[0]`: a text that fits one window
-        goes straight to one run (no batch encoding, no windowing pass)."""
+    def _query_vector(self, text: str) -> list[float]:
+        """A text that fits one window goes straight to one run (no batch encoding, no
+        windowing pass)."""
         if self.long_text != "truncate" and len(text) >= self.max_pieces * 2:
-            return super().embed_query(text)  # may need windows: the general path
+            return super()._query_vector(text)  # may need windows: the general path
         with span("rag.embed", rag__texts=1):
             return self._run(self.tokenizer.encode(text.strip()))[0].tolist()
 

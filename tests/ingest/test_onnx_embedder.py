@@ -228,3 +228,32 @@ def test_openvino_int8_agrees_with_torch_fp32(torch_embedder: TorchEmbedder) -> 
     assert cosine.mean() >= 0.99 and cosine.min() >= 0.95, (cosine.mean(), cosine.min())
     # A vector does not depend on its batch (to the last bits: OpenVINO splits sums by thread).
     assert np.allclose(ov.embed(texts[:3]), ours[:3], atol=1e-6)
+
+
+def test_repeated_questions_reuse_their_vectors(embedder: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A question asked again is not run through the model again, while it is among the
+    last QUERY_CACHE asked; its vector is the same, and a caller's changes to it stay its own."""
+    runs: list[int] = []
+    infer = embedder._infer
+
+    def counted(feed: Any) -> Any:
+        runs.append(1)
+        return infer(feed)
+
+    monkeypatch.setattr(embedder, "_infer", counted)
+    monkeypatch.setattr(embedder, "QUERY_CACHE", 2)
+    first, second, third = sentences(3, seed=29)
+    vector = embedder.embed_query(first)
+    assert len(runs) == 1
+    vector[0] += 1.0
+    assert embedder.embed_query(first) == embedder.embed([first])[0].tolist()
+    assert len(runs) == 2  # the embed() call only
+    embedder.embed_query(second)
+    embedder.embed_query(first)  # the most recent again, so `second` goes first
+    embedder.embed_query(third)
+    assert len(runs) == 4
+    embedder.embed_query(first)
+    assert len(runs) == 4
+    embedder.embed_query(second)
+    assert len(runs) == 5
