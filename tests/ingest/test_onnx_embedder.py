@@ -134,6 +134,7 @@ def test_query_path_imports_no_torch_llm_client_or_pipeline(tmp_path: Path, make
     assert "onnxruntime" in modules
     assert not {m for m in modules if m.split(".")[0] in QUERY_PATH_NEVER}
     assert not modules & {"ingest.pipeline", "ingest.loaders", "app.cli_eval", "app.llm"}
+    assert "rich" not in modules  # --json prints with print(): the consoles are never made
 
 
 # What `rag retrieve` has no use for: the model's training stack, the LLM client (the
