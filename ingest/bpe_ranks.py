@@ -76,7 +76,7 @@ def _merges_follow_ranks(vocab: dict[str, int], merges: list[Any]) -> bool:
 
 def byte_level_bpe(spec: dict[str, Any]) -> Ranks | None:
     """tiktoken's view of a tokenizer.json, or None where tiktoken would count differently."""
-    model = spec.get("model")
+    model: Any = spec.get("model")
     regex = _split_regex(spec.get("pre_tokenizer"))
     if spec.get("normalizer") is not None or regex is None or not _plain_bpe(model):
         return None
