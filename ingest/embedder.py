@@ -190,6 +190,9 @@ class WindowedEmbedder:
             self._queries.move_to_end(text)
         return list(kept)
 
+    def prepare_queries(self) -> None:
+        """Readies the backend for many questions, where it has a faster way (ONNX's)."""
+
     def _query_vector(self, text: str) -> list[float]:
         return self.embed([text])[0].tolist()
 

@@ -258,3 +258,19 @@ def test_repeated_questions_reuse_their_vectors(embedder: Any,
     assert len(runs) == 4
     embedder.embed_query(second)
     assert len(runs) == 5
+
+
+def test_a_runtime_that_answers_many_questions_runs_them_on_one_thread(
+        tmp_path: Path, make_settings: Any) -> None:
+    """warm_embedder() (the API's, MCP's) opens a one-thread session for questions; their
+    vectors are the ingest session's bit for bit, and `rag retrieve`'s plain load opens none."""
+    from app.runtime import Runtime
+
+    with Runtime(make_settings(tmp_path / "data")) as rt:
+        loaded = rt.embedder()
+        assert loaded.query_session is None
+        rt.warm_embedder()
+        assert rt.embedder() is loaded and loaded.query_session is not None
+        assert loaded.query_session.get_session_options().intra_op_num_threads == 1
+        for text in sentences(12, seed=31):
+            assert loaded.embed_query(text) == loaded.embed([text])[0].tolist()
