@@ -80,6 +80,8 @@ def byte_level_bpe(spec: dict[str, Any]) -> Ranks | None:
     regex = _split_regex(spec.get("pre_tokenizer"))
     if spec.get("normalizer") is not None or regex is None or not _plain_bpe(model):
         return None
+    if spec.get("truncation") is not None or spec.get("padding") is not None:
+        return None  # `tokenizers` would count the cut or padded encoding
     vocab: dict[str, int] = model["vocab"]
     if not _merges_follow_ranks(vocab, model.get("merges") or []):
         return None

@@ -5,6 +5,7 @@ a tokenizer.json tiktoken cannot reproduce is counted by `tokenizers` as before.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -121,3 +122,18 @@ def test_a_bad_tokenizer_file_is_one_settings_error(tmp_path: Path,
     file.write_text('{"model": {"type": "BPE"}}')
     with pytest.raises(SettingsError, match="tokenizer.path.*cannot read"):
         load_tokenizer(str(file))
+
+
+def test_a_truncating_copy_of_the_shipped_file_counts_with_tokenizers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tiktoken has no truncation: a tokenizer.json that sets one is counted as it says."""
+    monkeypatch.setattr(bpe_ranks, "cache_dir", lambda: tmp_path / "kept")
+    spec = json.loads(shipped_tokenizer_path().read_text())
+    spec["truncation"] = {"direction": "Right", "max_length": 4, "strategy": "LongestFirst",
+                          "stride": 0}
+    file = tmp_path / "tokenizer.json"
+    file.write_text(json.dumps(spec))
+    assert bpe_ranks.load_ranks(file) is None
+    counter = TokenCounter(file, "cut", bpe_ranks.bpe_encoding(file))
+    assert counter.bpe is None
+    assert counter.count("The keeper tests the reserve batteries.") == 4
