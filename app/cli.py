@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
+from app.cli_consoles import deferred_console
 from app.cli_help import tidy as tidy_help
 from app.cli_lazy import LazyGroup, lazy_command
 from app.mcp_command import register as register_mcp
@@ -49,8 +49,8 @@ FILTER_HELP = ("document=ID, path=PATTERN or type=pdf,docx; repeatable. A path g
                "matches the whole path when absolute, else its end ('*report*', "
                "'docs/*.pdf'); without one, path= is a folder or file prefix.")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = deferred_console(highlight=False)
+err = deferred_console(stderr=True, highlight=False)
 
 
 class _State:

@@ -71,7 +71,8 @@ class Runtime:
         return self._embedder
 
     def warm_embedder(self) -> None:
-        self.embedder()
+        """Loads the embedder for a process that answers many questions (the API, MCP)."""
+        self.embedder().prepare_queries()
 
     def shared_embedder(self) -> LockedEmbedder:
         """The embedder with each batch under `embed_lock`, for every thread that embeds."""

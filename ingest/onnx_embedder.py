@@ -27,6 +27,8 @@ from core.tracing import span
 from ingest.embedder import WindowedEmbedder
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
 
 FP32 = "model_fp32.onnx"
@@ -211,6 +213,7 @@ class OnnxEmbedder(WindowedEmbedder):
     the export exists."""
 
     backend = "onnx"
+    query_session: Any = None  # questions share `session` until prepare_queries()
 
     def __init__(self, settings: EmbeddingSettings, path: Path):
         from tokenizers import Tokenizer
@@ -228,10 +231,15 @@ class OnnxEmbedder(WindowedEmbedder):
 
     def _load(self, folder: Path, settings: EmbeddingSettings) -> list[str]:
         """Opens the export in `folder` for inference; the names of the inputs it takes."""
+        self.model_file = folder / (INT8 if settings.onnx_int8 else FP32)
+        self.session = self._open(settings.threads)  # 0: one thread per core
+        return [i.name for i in self.session.get_inputs()]
+
+    def _open(self, threads: int) -> Any:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = settings.threads  # 0: one per core
+        opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1  # one sequential graph: the cores go to each matmul
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -239,9 +247,19 @@ class OnnxEmbedder(WindowedEmbedder):
         # No spin-waiting between ops: on 2 cores shared with parsing/OCR threads (and other
         # processes) a spinning pool steals the cores it waits for (measured 8.4 -> 10.2 /s).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(folder / (INT8 if settings.onnx_int8 else FP32)),
-                                            opts, providers=["CPUExecutionProvider"])
-        return [i.name for i in self.session.get_inputs()]
+        return ort.InferenceSession(str(self.model_file), opts,
+                                    providers=["CPUExecutionProvider"])
+
+    def prepare_queries(self) -> None:
+        """A one-thread session for questions, for a process that answers many (the API,
+        MCP); ingest keeps the session of every core. On these 2 shared cores a question's
+        run then never waits for a second, busy core: bench/query_sessions.py measured
+        6.7 against 16.1 ms p50 at load 10, 7.6 against 10.5 at load 11 (spinning threads
+        were slower at both), with the same vectors bit for bit (tests/ingest/
+        test_onnx_embedder.py). `rag retrieve` asks one question and does not pay the
+        second session's ~0.2 s."""
+        if self.backend == "onnx" and self.query_session is None:  # not OpenVINO's graph
+            self.query_session = self._open(1)
 
     def _width(self) -> int:
         """The vector's width as the graph declares it; 0 when it is dynamic."""
@@ -251,6 +269,11 @@ class OnnxEmbedder(WindowedEmbedder):
     def _infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """The last hidden state for one batch of inputs."""
         return self.session.run(None, feed)[0]
+
+    def _infer_query(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        if self.query_session is None:
+            return self._infer(feed)
+        return self.query_session.run(None, feed)[0]
 
     @cached_property
     def pieces(self) -> Any:
@@ -266,13 +289,13 @@ class OnnxEmbedder(WindowedEmbedder):
     def _offsets(self, text: str) -> list[tuple[int, int]]:
         return self.pieces.encode(text, add_special_tokens=False).offsets
 
-    def embed_query(self, text: str) -> list[float]:
-        """A question's vector, the same as `embed([text])[0]`: a text that fits one window
-        goes straight to one run (no batch encoding, no windowing pass)."""
+    def _query_vector(self, text: str) -> list[float]:
+        """A text that fits one window goes straight to one run (no batch encoding, no
+        windowing pass)."""
         if self.long_text != "truncate" and len(text) >= self.max_pieces * 2:
-            return super().embed_query(text)  # may need windows: the general path
+            return super()._query_vector(text)  # may need windows: the general path
         with span("rag.embed", rag__texts=1):
-            return self._run(self.tokenizer.encode(text.strip()))[0].tolist()
+            return self._run(self.tokenizer.encode(text.strip()), self._infer_query)[0].tolist()
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         import numpy as np
@@ -288,7 +311,8 @@ class OnnxEmbedder(WindowedEmbedder):
             return np.empty((0, getattr(self, "dim", 0)), dtype=np.float32)
         return np.concatenate([self._run(e) for e in encodings])
 
-    def _run(self, encoding: Any) -> np.ndarray:
+    def _run(self, encoding: Any,
+             infer: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None) -> np.ndarray:
         """The normalised mean-pooled vector of one text's encoding, as a (1, dim) array:
         one text per run, so there is no padding and every piece is pooled."""
         import numpy as np
@@ -296,7 +320,7 @@ class OnnxEmbedder(WindowedEmbedder):
         ids = np.array([encoding.ids], dtype=np.int64)
         feed = {"input_ids": ids, "attention_mask": np.ones_like(ids),
                 "token_type_ids": np.array([encoding.type_ids], dtype=np.int64)}
-        mean = self._infer({k: feed[k] for k in self.inputs}).mean(axis=1)
+        mean = (infer or self._infer)({k: feed[k] for k in self.inputs}).mean(axis=1)
         return mean / np.clip(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12, None)
 
 

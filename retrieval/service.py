@@ -144,6 +144,12 @@ def check_question(question: str) -> str:
         raise SettingsError("question", "must not be empty")
     if len(question) > MAX_QUESTION_CHARS:
         raise SettingsError("question", f"longer than {MAX_QUESTION_CHARS:,} characters")
+    if not question.isascii():
+        try:
+            question.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: argv bytes that are no UTF-8
+            raise SettingsError("question", f"not UTF-8 text (at character {exc.start + 1})") \
+                from None
     return question
 
 

@@ -171,3 +171,13 @@ def test_retrieve_loading_error_is_one_line(tmp_path: Path, env: dict[str, str],
     assert r.returncode == 2, r.stderr
     assert one_line(r.stderr) == expected
     assert r.stdout == ""
+
+
+@pytest.mark.slow  # the embedder loads before the question is read
+def test_a_question_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    """Bytes of the command line that are no UTF-8 reach Python as lone surrogates, which
+    no tokenizer takes."""
+    r = rag("retrieve", os.fsdecode(b"founders \xff learn"), "--json", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert one_line(r.stderr) == "error: question: not UTF-8 text (at character 10)"
+    assert r.stdout == ""

@@ -164,6 +164,7 @@ def test_query_path_imports_no_torch_llm_client_or_pipeline(tmp_path: Path, make
     assert "onnxruntime" in modules
     assert not {m for m in modules if m.split(".")[0] in QUERY_PATH_NEVER}
     assert not modules & {"ingest.pipeline", "ingest.loaders", "app.cli_eval", "app.llm"}
+    assert "rich" not in modules  # --json prints with print(): the consoles are never made
 
 
 # What `rag retrieve` has no use for: the model's training stack, the LLM client (the
@@ -258,3 +259,48 @@ def test_openvino_int8_agrees_with_fp32(reference: dict[str, np.ndarray]) -> Non
     assert cosine.mean() >= 0.99 and cosine.min() >= 0.95, (cosine.mean(), cosine.min())
     # A vector does not depend on its batch (to the last bits: OpenVINO splits sums by thread).
     assert np.allclose(ov.embed(texts[:3]), ours[:3], atol=1e-6)
+
+
+def test_repeated_questions_reuse_their_vectors(embedder: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A question asked again is not run through the model again, while it is among the
+    last QUERY_CACHE asked; its vector is the same, and a caller's changes to it stay its own."""
+    runs: list[int] = []
+    infer = embedder._infer
+
+    def counted(feed: Any) -> Any:
+        runs.append(1)
+        return infer(feed)
+
+    monkeypatch.setattr(embedder, "_infer", counted)
+    monkeypatch.setattr(embedder, "QUERY_CACHE", 2)
+    first, second, third = sentences(3, seed=29)
+    vector = embedder.embed_query(first)
+    assert len(runs) == 1
+    vector[0] += 1.0
+    assert embedder.embed_query(first) == embedder.embed([first])[0].tolist()
+    assert len(runs) == 2  # the embed() call only
+    embedder.embed_query(second)
+    embedder.embed_query(first)  # the most recent again, so `second` goes first
+    embedder.embed_query(third)
+    assert len(runs) == 4
+    embedder.embed_query(first)
+    assert len(runs) == 4
+    embedder.embed_query(second)
+    assert len(runs) == 5
+
+
+def test_a_runtime_that_answers_many_questions_runs_them_on_one_thread(
+        tmp_path: Path, make_settings: Any) -> None:
+    """warm_embedder() (the API's, MCP's) opens a one-thread session for questions; their
+    vectors are the ingest session's bit for bit, and `rag retrieve`'s plain load opens none."""
+    from app.runtime import Runtime
+
+    with Runtime(make_settings(tmp_path / "data")) as rt:
+        loaded = rt.embedder()
+        assert loaded.query_session is None
+        rt.warm_embedder()
+        assert rt.embedder() is loaded and loaded.query_session is not None
+        assert loaded.query_session.get_session_options().intra_op_num_threads == 1
+        for text in sentences(12, seed=31):
+            assert loaded.embed_query(text) == loaded.embed([text])[0].tolist()

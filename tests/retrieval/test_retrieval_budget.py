@@ -1,7 +1,8 @@
 """The packed context never exceeds the budget, and fills it as far as material allows.
 
 Every count is checked against the Llama tokenizer's own count of the final context text,
-the exact string that goes into the prompt."""
+the exact string that goes into the prompt, by `tokenizers` itself as well as by the
+counter's tiktoken copy of the same BPE."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ LIB_QUESTION = "How does the lighthouse keeper test the reserve batteries?"
 def check_ledger(result, counter) -> dict:
     d = result.to_dict(with_context=True)
     assert counter.count(d["context"]) == d["used_tokens"]
+    assert len(counter.tokenizer.encode(d["context"], add_special_tokens=False).ids) == \
+        d["used_tokens"]
     assert d["used_tokens"] <= d["budget"]["available"]
     assert d["used_tokens"] == sum(p["tokens"] for p in d["passages"])
     assert d["budget"]["available"] == result.budget.available
