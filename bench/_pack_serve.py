@@ -1,5 +1,7 @@
 """The serving side of bench/pack.py, in a process of its own as `rag api` runs: open the
-store, answer the questions, print one JSON line (open time, p50/p95, peak RSS).
+store, answer the questions, print one JSON line (open time, p50/p95, peak RSS, and a digest
+of every packed context with its token count: two checkouts that pack the same print the
+same digest).
 
 Run with the checkout whose code answers (`pack.py --before DIR` runs it with an older one):
 
@@ -11,6 +13,7 @@ project's packages come from ROOT alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import sys
@@ -50,16 +53,21 @@ def serve(path: Path, budget: int, queries: list[str]) -> dict:
     retriever = Retriever(settings, store, embedder, load_tokenizer())
     options = RetrieveOptions(budget_tokens=budget, context_mode=ContextMode.RETRIEVE)
     retriever.retrieve(WARM_UP, options)  # not timed: loads the manifest, warms the model
-    times, used, cands = [], 0, 0
+    times, cpu, used, cands = [], [], 0, 0
+    packed = hashlib.sha256()  # what was packed, so two checkouts can be compared
     for q in queries:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = retriever.retrieve(q, options)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)  # this process's threads: less swayed by others
         used, cands = result.packing.used_tokens, result.candidates
+        packed.update(f"{used}\n{result.packing.context}\n".encode())
     store.close()
     p50, p95 = percentiles(times)
     return {"open_s": round(open_s, 2), "ours_p50_ms": p50 * 1000, "ours_p95_ms": p95 * 1000,
-            "ours_used": used, "candidates": cands, "rss_gib": rss_kib("VmHWM") / 2**20,
+            "ours_cpu_p50_ms": statistics.median(cpu) * 1000, "ours_used": used,
+            "candidates": cands, "packed_sha256": packed.hexdigest()[:16],
+            "rss_gib": rss_kib("VmHWM") / 2**20,
             "rss_over_model_gib": (rss_kib("VmHWM") - idle) / 2**20}
 
 

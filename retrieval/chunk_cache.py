@@ -14,19 +14,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from ingest.payload import ChunkPayload
 from ingest.store import LIVE, Store
-from retrieval.packer import ChunkRef
+from retrieval.packer import PAYLOAD_DEFAULTS, ChunkRef
 
 
 class ChunkCache:
-    """Live chunks by point id, for the store's current generation; the oldest go first
-    past `keep` entries (about 2 KiB each)."""
+    """Live chunks by point id, for the store's current generation, and the ids that are
+    not a live chunk (a neighbour past a document's end, a staged point) as None; the
+    oldest go first past `keep` entries (about 2 KiB each)."""
 
     def __init__(self, store: Store, keep: int = 20_000):
         self.store = store
         self.keep = keep if store.kind == "edge" else 0
-        self._refs: dict[str, ChunkRef] = {}
+        self._refs: dict[str, ChunkRef | None] = {}
         self._generation = store.generation
         self._lock = threading.Lock()  # the API's threads share one retriever
         self.fetched = 0  # chunks read from the store (a test's view of the hits)
@@ -40,12 +40,14 @@ class ChunkCache:
                 self._generation = generation
             known = {i: self._refs[i] for i in ids if i in self._refs}
         missing = [i for i in ids if i not in known]
-        fetched = read_live(self.store.retrieve, missing) if missing else {}
+        fetched: dict[str, ChunkRef | None] = dict.fromkeys(missing)
+        if missing:
+            fetched.update(read_live(self.store.retrieve, missing))
         self.fetched += len(missing)
         self._add(fetched, generation)
-        return known | fetched
+        return {i: c for i, c in (known | fetched).items() if c is not None}
 
-    def _add(self, fetched: dict[str, ChunkRef], generation: int) -> None:
+    def _add(self, fetched: dict[str, ChunkRef | None], generation: int) -> None:
         """Keeps what was read, unless a write landed since the read began."""
         if not self.keep or not fetched:
             return
@@ -59,9 +61,5 @@ class ChunkCache:
 
 def read_live(retrieve: Callable[[list[str]], Iterable], ids: list[str]) -> dict[str, ChunkRef]:
     """The live chunks among `ids` as the store holds them now."""
-    found: dict[str, ChunkRef] = {}
-    for point in retrieve(ids):
-        payload = ChunkPayload.from_payload(point.payload)
-        if payload.state == LIVE:
-            found[point.id] = ChunkRef.from_chunk(point.id, payload)
-    return found
+    return {p.id: ChunkRef.from_payload(p.id, p.payload) for p in retrieve(ids)
+            if p.payload.get("state", PAYLOAD_DEFAULTS["state"]) == LIVE}
