@@ -13,18 +13,18 @@ from ingest.pipeline import ingest
 from ingest.store import STAGED, Where, open_store
 from retrieval.service import RetrieveOptions, Retriever
 
-BIG = RetrieveOptions(budget_tokens=40_000, context_mode=ContextMode.RETRIEVE)
+BIG = RetrieveOptions(budget_tokens=4_000, context_mode=ContextMode.RETRIEVE)
 SMALL = RetrieveOptions(budget_tokens=2_000, context_mode=ContextMode.RETRIEVE)
 QUESTION = "Where are the lighthouse keeper's spare batteries kept?"
 
 
-def test_kept_chunks_pack_the_same_context_counted_exactly(haystack, counter):
-    retriever = haystack.retriever()
+def test_kept_chunks_pack_the_same_context_counted_exactly(library, counter):
+    retriever = library.retriever()
     first = retriever.retrieve(QUESTION, BIG)
     read = retriever.chunks.fetched
     again = retriever.retrieve(QUESTION, BIG)
     assert read > 0 and retriever.chunks.fetched == read  # every chunk came from the cache
-    fresh = haystack.retriever().retrieve(QUESTION, BIG)
+    fresh = library.retriever().retrieve(QUESTION, BIG)
     assert again.packing.context == first.packing.context == fresh.packing.context
     assert again.packing.used_tokens == fresh.packing.used_tokens
     assert counter.count(again.packing.context) == again.packing.used_tokens
@@ -74,3 +74,16 @@ def test_writes_drop_kept_chunks(tmp_path, embedder, counter):
 def _id(store: Any, path: Path) -> str:
     (point,) = store.scroll(Where(equals={"source": str(path.resolve()), "chunk_index": 0}))
     return str(point.payload["document_id"])
+
+
+def test_chunk_ref_from_a_stored_dict_reads_as_through_chunk_payload(library):
+    """The direct reading takes ChunkPayload's defaults for the keys an older point lacks."""
+    from ingest.payload import ChunkPayload
+    from retrieval.packer import ChunkRef
+
+    (point, *_) = library.store.scroll(Where(equals={"chunk_index": 1}))
+    stored = point.payload
+    old = {"document_id": "d1", "chunk_index": 3, "text": "overlap. Core text."}
+    for payload in (stored, old, {**stored, "table_header": 4, "ocr": True, "page_label": "Q3"}):
+        assert ChunkRef.from_payload("p", payload) == ChunkRef.from_chunk(
+            "p", ChunkPayload.from_payload(payload))
