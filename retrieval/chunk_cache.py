@@ -1,12 +1,12 @@
 """Chunks as the packer sees them, kept by point id between questions while the store does
 not change.
 
-At 100k chunks a question at a 128k budget reads ~230 hits and ~460 neighbours; turning
+At 100k chunks a question at a 128k budget reads ~230 hits and ~300 neighbours; turning
 their payloads into Python objects (in Qdrant Edge, holding the GIL) and then into ChunkRefs
-was a third of its time (bench/README.md, "retrieve+pack at 100k chunks, profiled"). Only
-the embedded store is kept: this process makes every write to it, and each write bumps
-`store.generation` after it lands, so a generation that did not move over a read means
-what was read is current. A server that other processes write is read every time.
+was about a third of its time (bench/README.md, "pack.py at 100k chunks: where a question's
+time goes"). Only the embedded store is kept: this process makes every write to it, and each
+write bumps `store.generation` after it lands, so a generation that did not move over a read
+means what was read is current. A server that other processes write is read every time.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class ChunkCache:
         self._lock = threading.Lock()  # the API's threads share one retriever
         self.fetched = 0  # chunks read from the store (a test's view of the hits)
 
-    def live(self, ids: Iterable[str]) -> dict[str, ChunkRef]:
+    def live(self, ids: list[str]) -> dict[str, ChunkRef]:
         """The live chunks among `ids` (those not kept read from the store), by id."""
         with self._lock:
             generation = self.store.generation
