@@ -1,5 +1,7 @@
 """The serving side of bench/pack.py, in a process of its own as `rag api` runs: open the
-store, answer the questions, print one JSON line (open time, p50/p95, peak RSS).
+store, answer the questions (then once more, `again_*`), print one JSON line (open time,
+p50/p95, peak RSS, and a digest of every packed context with its token count: two checkouts
+that pack the same print the same digest).
 
 Run with the checkout whose code answers (`pack.py --before DIR` runs it with an older one):
 
@@ -11,11 +13,13 @@ project's packages come from ROOT alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 WARM_UP = "What do the essays say about painting?"
 
@@ -31,6 +35,13 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return statistics.median(ordered), p95
+
+
+def timed(retriever: Any, question: str, options: Any) -> tuple[float, float]:
+    """(wall, CPU) seconds of one retrieval."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    retriever.retrieve(question, options)
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def serve(path: Path, budget: int, queries: list[str]) -> dict:
@@ -50,16 +61,24 @@ def serve(path: Path, budget: int, queries: list[str]) -> dict:
     retriever = Retriever(settings, store, embedder, load_tokenizer())
     options = RetrieveOptions(budget_tokens=budget, context_mode=ContextMode.RETRIEVE)
     retriever.retrieve(WARM_UP, options)  # not timed: loads the manifest, warms the model
-    times, used, cands = [], 0, 0
+    times, cpu, used, cands = [], [], 0, 0
+    packed = hashlib.sha256()  # what was packed, so two checkouts can be compared
     for q in queries:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = retriever.retrieve(q, options)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)  # this process's threads: less swayed by others
         used, cands = result.packing.used_tokens, result.candidates
+        packed.update(f"{used}\n{result.packing.context}\n".encode())
+    again = [timed(retriever, q, options) for q in queries]  # asked again: what was read is kept
     store.close()
     p50, p95 = percentiles(times)
     return {"open_s": round(open_s, 2), "ours_p50_ms": p50 * 1000, "ours_p95_ms": p95 * 1000,
-            "ours_used": used, "candidates": cands, "rss_gib": rss_kib("VmHWM") / 2**20,
+            "ours_cpu_p50_ms": statistics.median(cpu) * 1000, "ours_used": used,
+            "candidates": cands, "packed_sha256": packed.hexdigest()[:16],
+            "again_p50_ms": statistics.median(w for w, _ in again) * 1000,
+            "again_cpu_p50_ms": statistics.median(c for _, c in again) * 1000,
+            "rss_gib": rss_kib("VmHWM") / 2**20,
             "rss_over_model_gib": (rss_kib("VmHWM") - idle) / 2**20}
 
 

@@ -25,6 +25,7 @@ from ingest.store import LIVE, Store, Where
 from ingest.tokenizer import TokenCounter
 from retrieval import hops
 from retrieval.budget import Budget, compute_budget
+from retrieval.chunk_cache import ChunkCache
 from retrieval.packer import ChunkRef, Hit, LeftOut, Packer, Packing, header_for
 from retrieval.prompt import ChatFormat, Message, prompt_overhead
 from retrieval.variants import keyword_variants
@@ -166,6 +167,7 @@ class Retriever:
         self._manifest = Manifest(store, None if store.kind == "edge" else self.MANIFEST_TTL_S,
                                   on_read=self._check_embedding)
         self._vectors: dict[tuple[str, str], tuple[Any, Any]] = {}  # the last question's
+        self.chunks = ChunkCache(store)
 
     MANIFEST_TTL_S = 5.0
 
@@ -228,11 +230,12 @@ class Retriever:
     def select(self, filters: Filters) -> Selection:
         """The documents the filters choose, and the ones they leave out (listed, up to 100)."""
         docs = self._documents()
-        selected = self._select(docs, filters) if filters.active else docs
-        filtered_out = [
-            LeftOut("filter", d.document_id, d.source)
-            for d in docs if filters.active and d not in selected
-        ][:100]
+        if not filters.active:
+            return Selection(docs, docs, [])
+        selected = self._select(docs, filters)
+        chosen = {d.document_id for d in selected}
+        filtered_out = [LeftOut("filter", d.document_id, d.source)
+                        for d in docs if d.document_id not in chosen][:100]
         return Selection(docs, selected, filtered_out)
 
     def fill(self, plan: Plan, budget: Budget, selection: Selection,
@@ -478,7 +481,7 @@ class Retriever:
                                                                   for d in selection.selected)}))
         dense, sparse = self._query_vectors(question, mode)
         points = self.store.query(dense=dense, sparse=sparse, mode=mode, where=where,
-                                  limit=limit, rrf_k=r.rrf_k)
+                                  limit=limit, rrf_k=r.rrf_k, with_payload=False)
         more = len(points) >= limit
         if more and points[0].score != points[-1].score:
             # The store cuts a run of equal scores at the limit anywhere (fusion returns
@@ -486,7 +489,8 @@ class Retriever:
             # gets the same candidates.
             last = points[-1].score
             points = [p for p in points if p.score != last]
-        hits = [Hit(ChunkRef.from_payload(p.id, p.payload), p.score) for p in points]
+        chunks = self.chunks.live([p.id for p in points])
+        hits = [Hit(chunks[p.id], p.score) for p in points if p.id in chunks]
         # Two more small searches pay (~20 ms each at 100k chunks) only where few passages
         # fit: a large budget packs every leader anyway.
         if mode == "hybrid" and hits and (promote or
@@ -530,10 +534,4 @@ class Retriever:
                 if (c.document_id, i) not in asked:
                     asked.add((c.document_id, i))
                     wanted.add(point_id(c.document_id, c.doc_hash, i))
-        found: dict[tuple[str, int], ChunkRef] = {}
-        for point in self.store.retrieve(sorted(wanted)):
-            payload = ChunkPayload.from_payload(point.payload)
-            if payload.state == LIVE:
-                ref = ChunkRef.from_chunk(point.id, payload)
-                found[(ref.document_id, ref.index)] = ref
-        return found
+        return {(c.document_id, c.index): c for c in self.chunks.live(sorted(wanted)).values()}

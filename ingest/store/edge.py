@@ -127,6 +127,8 @@ class EdgeStore:
             self._upsert(points)
 
     def _wrote(self, changes: Changes | None) -> None:
+        """Called once a write has landed (or failed): a reader that saw the generation
+        unchanged over a read read current contents (retrieval/chunk_cache.py)."""
         self.generation += 1
         self.changes.record(self.generation, changes)
 
@@ -134,10 +136,14 @@ class EdgeStore:
         return self.changes.since(generation, self.generation)
 
     def _upsert(self, points: list[PointIn]) -> None:
-        self._wrote(upserted(points))
+        try:
+            if points:
+                self._upsert_points(points)
+        finally:
+            self._wrote(upserted(points))
+
+    def _upsert_points(self, points: list[PointIn]) -> None:
         q = self.q
-        if not points:
-            return
         self.shard.update(q.UpdateOperation.upsert_points([
             q.Point(
                 id=p.id,
@@ -148,14 +154,19 @@ class EdgeStore:
         ]))
 
     def set_payload(self, where: Where, payload: dict[str, Any]) -> None:
-        self._wrote(written(where))
-        if self.shard is not None:
-            self.shard.update(self.q.UpdateOperation.set_payload_by_filter(self._filter(where), payload))
+        try:
+            if self.shard is not None:
+                self.shard.update(self.q.UpdateOperation.set_payload_by_filter(self._filter(where),
+                                                                             payload))
+        finally:
+            self._wrote(written(where))
 
     def delete(self, where: Where) -> None:
-        self._wrote(written(where))
-        if self.shard is not None:
-            self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._filter(where)))
+        try:
+            if self.shard is not None:
+                self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._filter(where)))
+        finally:
+            self._wrote(written(where))
 
     def query(self, *, dense: list[float] | None, sparse: Sparse | None, mode: SearchMode,
               where: Where, limit: int, rrf_k: int = 60,
@@ -193,15 +204,16 @@ class EdgeStore:
 
     def _with_payloads(self, points: list[PointOut]) -> list[PointOut]:
         assert self.shard is not None
+        # Ids go as strings: Qdrant Edge parses them (a bad one raises ValueError as
+        # uuid.UUID does) faster than uuid.UUID objects are made here.
         payloads = {str(r.id): r.payload or {} for r in self.shard.retrieve(
-            [uuid.UUID(p.id) for p in points], with_payload=True, with_vector=False)}
+            [p.id for p in points], with_payload=True, with_vector=False)}
         return [PointOut(p.id, payloads.get(p.id, {}), p.score) for p in points]
 
     def retrieve(self, ids: list[str]) -> list[PointOut]:
         if self.shard is None or not ids:
             return []
-        return records(self.shard.retrieve([uuid.UUID(i) for i in ids], with_payload=True,
-                                           with_vector=False))
+        return records(self.shard.retrieve(list(ids), with_payload=True, with_vector=False))
 
     def scroll(self, where: Where, batch: int = 1000,
                fields: tuple[str, ...] | None = None) -> Iterator[PointOut]:
