@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 import anyio
+import httpx
 from fastapi import Depends, Request
 
 from app.api.jobs import JobManager
@@ -39,6 +40,8 @@ class ApiState:
     warm_error: str | None = None
     aside: Any = None  # the CapacityLimiter of run_aside, made in the event loop
     readiness: ReadinessMonitor = field(init=False)
+    # The readiness checks' connections to the LLM servers, kept between checks.
+    llm_probe: httpx.Client = field(default_factory=httpx.Client)
 
     def __post_init__(self) -> None:
         self.readiness = ReadinessMonitor(
@@ -52,7 +55,8 @@ class ApiState:
         llm = self.service.llm_client()
         if llm is None:
             return False, self.warm_error or "no LLM client"
-        up = [u for u in llm.urls if is_ready(u, llm.api_key, path="/models")]
+        up = [u for u in llm.urls if is_ready(u, llm.api_key, path="/models",
+                                            client=self.llm_probe)]
         if not up:
             return False, f"not reachable at {', '.join(llm.urls)}"
         return True, f"{len(up)} of {len(llm.urls)} reachable"
