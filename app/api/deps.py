@@ -25,7 +25,8 @@ log = logging.getLogger("rag.api")
 T = TypeVar("T")
 ASIDE_THREADS = 8
 # Retrievals at once, each on a thread: more only queue for the GIL (the event loop with them,
-# so /readyz took seconds under 100 clients); the rest wait in the loop, holding no thread.
+# so /readyz took seconds under 100 clients); the rest wait in the loop, holding no thread
+# (bench/README.md, "where the API's CPU goes"; 4 was measured, other sizes were not).
 RETRIEVAL_THREADS = 4
 
 
