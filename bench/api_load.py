@@ -12,7 +12,9 @@ throughput scales on this machine (the ratio), not only absolute numbers. During
 one more client asks for /readyz and the document listing in turn (`--probe-every`): their
 latency under load is the second table. The first table also gives the CPU the bench process
 (the clients) and the API process used, in cores: a bench near one core means the clients,
-not the server, set the pace.
+not the server, set the pace. `loop cores` is the API's main thread alone (uvicorn's event
+loop), `api CPU ms/req` the API's CPU per answered request: on a shared machine the cores the
+API gets move between runs, its CPU per request much less.
 
     .venv/bin/python bench/api_load.py --routes retrieve --clients 8,100 --seconds 10
 """
@@ -93,6 +95,15 @@ class Run(Latencies):
     probes: dict[str, Latencies] = field(default_factory=dict)
     bench_cpu: float = 0.0  # CPU seconds of this process (the clients) per second of the run
     api_cpu: float | None = None  # the same for the API's process, when it has its own
+    loop_cpu: float | None = None  # the same for its main thread (uvicorn's event loop)
+
+    @property
+    def cpu_ms_per_request(self) -> float | None:
+        """The API process's CPU per answered request: what the code costs, whatever share
+        of the cores the rest of the machine leaves it."""
+        if self.api_cpu is None or not self.ok:
+            return None
+        return self.api_cpu * self.seconds / self.ok * 1000
 
     @property
     def throughput(self) -> float:
@@ -154,7 +165,8 @@ def load(api: Api, route: str, clients: int, seconds: float, max_requests: int,
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     stop = threading.Event()
     prober = threading.Thread(target=probe, args=(url, run, probe_every, stop))
-    cpu_before = cpu_seconds(None), cpu_seconds(api.pid) if api.pid else 0.0
+    cpu_before = (cpu_seconds(None), cpu_seconds(api.pid) if api.pid else 0.0,
+                  cpu_seconds(api.pid, thread=api.pid) if api.pid else 0.0)
     started = time.perf_counter()
     for t in threads:
         t.start()
@@ -166,6 +178,7 @@ def load(api: Api, route: str, clients: int, seconds: float, max_requests: int,
     run.bench_cpu = (cpu_seconds(None) - cpu_before[0]) / run.seconds
     if api.pid:
         run.api_cpu = (cpu_seconds(api.pid) - cpu_before[1]) / run.seconds
+        run.loop_cpu = (cpu_seconds(api.pid, thread=api.pid) - cpu_before[2]) / run.seconds
     stop.set()
     if probe_every:
         prober.join()
@@ -237,12 +250,18 @@ def _api_process(env: dict[str, str], log_path: Path, stack: contextlib.ExitStac
     return Api(url=url, pid=proc.pid)
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """CPU (user + system) seconds used so far by process `pid`, or by this one when None."""
+def cpu_seconds(pid: int | None, thread: int | None = None) -> float:
+    """CPU (user + system) seconds used so far by process `pid` (by its `thread` alone when
+    given: the main thread's id is the pid), or by this process when None."""
     if pid is None:
         return time.process_time()
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    stat = f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat"
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _opt(x: float | None, fmt: str) -> str:
+    return "-" if x is None else fmt.format(x)
 
 
 def _ms(x: float) -> str:
@@ -254,9 +273,10 @@ def print_tables(runs: list[Run]) -> None:
     rows = [[r.route, r.clients, r.ok, r.errors, f"{r.throughput:.1f}",
              f"{r.throughput / base[r.route]:.2f}x" if base.get(r.route) else "-",
              _ms(r.pct(50)), _ms(r.pct(95)), _ms(r.pct(99)), f"{r.bench_cpu:.2f}",
-             "-" if r.api_cpu is None else f"{r.api_cpu:.2f}"] for r in runs]
+             _opt(r.api_cpu, "{:.2f}"), _opt(r.loop_cpu, "{:.2f}"),
+             _opt(r.cpu_ms_per_request, "{:.0f}")] for r in runs]
     print(table(["route", "clients", "ok", "errors", "req/s", "vs 1 client", "p50 ms", "p95 ms",
-                 "p99 ms", "bench cores", "api cores"], rows))
+                 "p99 ms", "bench cores", "api cores", "loop cores", "api CPU ms/req"], rows))
     probed = [[r.route, r.clients, path, p.ok, p.errors, _ms(p.pct(50)), _ms(p.pct(99)),
                _ms(max(p.latencies) * 1000) if p.latencies else "-"]
               for r in runs for path, p in r.probes.items()]
@@ -315,6 +335,7 @@ def main() -> int:
         "environment": environment(), "args": vars(args),
         "runs": [{"route": r.route, "clients": r.clients, "seconds": r.seconds,
                   "throughput": r.throughput, "bench_cpu": r.bench_cpu, "api_cpu": r.api_cpu,
+                  "loop_cpu": r.loop_cpu, "api_cpu_ms_per_request": r.cpu_ms_per_request,
                   **_summary(r),
                   "probes": {path: _summary(lat) for path, lat in r.probes.items()}}
                  for r in runs]})

@@ -10,11 +10,14 @@ import httpx
 
 
 def is_ready(base_url: str, api_key: str | None = None, path: str = "/v1/models",
-             timeout_s: float = 2.0) -> bool:
-    """True when GET base_url + path answers 200."""
+             timeout_s: float = 2.0, client: httpx.Client | None = None) -> bool:
+    """True when GET base_url + path answers 200. A caller that checks again and again passes
+    a kept `client`: a new one per call builds an SSL context, ~50 ms of CPU
+    (bench/README.md, "api_load.py: where the API's CPU goes")."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    get = client.get if client is not None else httpx.get
     try:
-        response = httpx.get(base_url.rstrip("/") + path, headers=headers, timeout=timeout_s)
+        response = get(base_url.rstrip("/") + path, headers=headers, timeout=timeout_s)
     except httpx.HTTPError:
         return False
     return response.status_code == 200

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 import anyio
+import httpx
 from fastapi import Depends, Request
 
 from app.api.jobs import JobManager
@@ -23,6 +24,10 @@ from serving.readiness import is_ready
 log = logging.getLogger("rag.api")
 T = TypeVar("T")
 ASIDE_THREADS = 8
+# Retrievals at once, each on a thread: more only queue for the GIL (the event loop with them,
+# so /readyz took seconds under 100 clients); the rest wait in the loop, holding no thread
+# (bench/README.md, "where the API's CPU goes"; 4 was measured, other sizes were not).
+RETRIEVAL_THREADS = 4
 
 
 @dataclass
@@ -38,7 +43,10 @@ class ApiState:
     warm: threading.Event = field(default_factory=threading.Event)
     warm_error: str | None = None
     aside: Any = None  # the CapacityLimiter of run_aside, made in the event loop
+    retrievals: Any = None  # the CapacityLimiter of run_retrieval, made in the event loop
     readiness: ReadinessMonitor = field(init=False)
+    # The readiness checks' connections to the LLM servers, kept between checks.
+    llm_probe: httpx.Client = field(default_factory=httpx.Client)
 
     def __post_init__(self) -> None:
         self.readiness = ReadinessMonitor(
@@ -52,7 +60,8 @@ class ApiState:
         llm = self.service.llm_client()
         if llm is None:
             return False, self.warm_error or "no LLM client"
-        up = [u for u in llm.urls if is_ready(u, llm.api_key, path="/models")]
+        up = [u for u in llm.urls if is_ready(u, llm.api_key, path="/models",
+                                            client=self.llm_probe)]
         if not up:
             return False, f"not reachable at {', '.join(llm.urls)}"
         return True, f"{len(up)} of {len(llm.urls)} reachable"
@@ -63,6 +72,12 @@ class ApiState:
         if self.aside is None:
             self.aside = anyio.CapacityLimiter(ASIDE_THREADS)
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.aside)
+
+    async def run_retrieval(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs a blocking retrieval on one of RETRIEVAL_THREADS threads."""
+        if self.retrievals is None:
+            self.retrievals = anyio.CapacityLimiter(RETRIEVAL_THREADS)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self.retrievals)
 
     def warm_up(self) -> None:
         """Loads the embedder and reaches the LLM in the background after startup, so the

@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
             yield
         finally:
             state.readiness.stop()
+            state.llm_probe.close()
             state.jobs.close()
             if state.owns_service:
                 state.service.close()

@@ -91,9 +91,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.post("/v1/retrieve", response_model=None, responses={
     200: {"model": RetrieveResponse}, **ERRORS})
-def retrieve(req: RetrieveRequest, state: StateDep) -> Response:
+async def retrieve(req: RetrieveRequest, state: StateDep) -> Response:
     """The packed context and its ledger for a question, without an answer (no LLM call).
     The same object as `rag retrieve --json`, plus `context`."""
+    return await state.run_retrieval(_retrieve, state, req)
+
+
+def _retrieve(state: ApiState, req: RetrieveRequest) -> Response:
     opts = options(state, req.question, req.budget_tokens, req.layout, req.mode, req.context,
                    req.filters)
     state.service.start_llm()

@@ -1,8 +1,8 @@
-"""Reads do not wait on each other over HTTP: /readyz (from its background check) and the
-document listing answer while retrievals are held inside the store (as many as fill the
-server's pool of threads for sync routes), and an oversized conversation is refused before
-it reaches the store. The store is real and gated (tests/support/gated_store.py): what is
-asserted is the order of events, not durations."""
+"""Reads do not wait on each other over HTTP: retrievals run inside the store together (up to
+RETRIEVAL_THREADS at once; the rest wait without a thread), /readyz (from its background
+check) and the document listing answer while they are held there, and an oversized
+conversation is refused before it reaches the store. The store is real and gated
+(tests/support/gated_store.py): what is asserted is the order of events, not durations."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from support.gated_store import GatedStore
 from support.servers import serve_in_thread
 
 from app.api import create_app
+from app.api.deps import RETRIEVAL_THREADS
 from app.runtime import Runtime, sample_dir
 from app.service import RagService
 
-HELD = 44  # more than the 40 threads sync routes share
+SENT = 44  # more than the 40 threads sync routes share
 BODY = {"question": "How long should sourdough proof?", "budget_tokens": 2048,
         "context": "retrieve"}
 
@@ -43,7 +44,7 @@ def gated_api(api_settings: Callable[..., Any], embedder: Any) -> Iterator[tuple
     runtime.close()
 
 
-def test_health_and_listing_answer_while_retrievals_hold_the_store(
+def test_retrievals_run_a_few_at_once_and_health_and_listing_answer_meanwhile(
         gated_api: tuple[Api, GatedStore]) -> None:
     api, store = gated_api
     with api.client() as c:
@@ -58,16 +59,16 @@ def test_health_and_listing_answer_while_retrievals_hold_the_store(
         with api.client() as c:
             answers.append(c.post("/v1/retrieve", json=BODY).status_code)
 
-    threads = [threading.Thread(target=retrieve) for _ in range(HELD)]
+    threads = [threading.Thread(target=retrieve) for _ in range(SENT)]
     try:
         for t in threads:
             t.start()
         for _ in range(1200):  # a bound for a busy machine, not a timing
-            if len(store.named("query")) >= 40:
+            if len(store.named("query")) >= RETRIEVAL_THREADS:
                 break
             threading.Event().wait(0.1)
         held = store.named("query")
-        assert len(held) >= 40 and all(q.exited is None for q in held)  # 40 inside at once
+        assert len(held) == RETRIEVAL_THREADS and all(q.exited is None for q in held)
         with api.client() as c:
             ready = c.get("/readyz")
             listing = c.get("/v1/documents")
@@ -76,12 +77,13 @@ def test_health_and_listing_answer_while_retrievals_hold_the_store(
         assert ready.json()["checked_s_ago"] >= 0  # from the background check, not inline
         assert listing.status_code == 200 and listing.json()["data"] == listed_before
         assert not answers and all(q.exited is None for q in held)  # still held meanwhile
+        assert len(store.named("query")) == RETRIEVAL_THREADS  # the others wait outside
     finally:
         store.hold = set()
         store.release.set()
         for t in threads:
             t.join(120)
-    assert answers == [200] * HELD
+    assert answers == [200] * SENT
 
 
 def test_an_oversized_history_is_refused_before_the_store(

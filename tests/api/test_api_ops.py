@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +192,44 @@ def test_rag_api_refuses_several_workers_on_the_embedded_store(tmp_path: Path) -
     assert r.returncode == 2
     assert "RAG_STORE__URL" in r.stderr and "one process" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+class _Models(BaseHTTPRequestHandler):
+    """GET /v1/models answers 200 on a kept-alive connection; the server counts connections."""
+
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections += 1  # type: ignore[attr-defined]
+
+    def do_GET(self) -> None:
+        body = b'{"object": "list", "data": []}' if self.path == "/v1/models" else b"{}"
+        self.send_response(200 if self.path == "/v1/models" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_readiness_checks_of_the_llm_reuse_one_connection(
+        api_settings: Callable[..., Any], make_service: Callable[..., Any]) -> None:
+    """The background check asks the LLM every second: on one kept connection, not a new
+    client (and SSL context) each time."""
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Models)
+    server.connections = 0  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = api_settings(llm_url=f"http://127.0.0.1:{server.server_port}/v1")
+        state = create_app(settings, service=make_service(settings, with_sample=False)).state.api
+        state.service.start_llm()
+        checks = [state.check_llm() for _ in range(5)]
+        assert checks == [(True, "1 of 1 reachable")] * 5
+        assert server.connections == 1  # type: ignore[attr-defined]
+        state.llm_probe.close()
+    finally:
+        server.shutdown()
+        server.server_close()
