@@ -18,6 +18,7 @@ from app.cli_help import tidy as tidy_help
 from app.cli_lazy import LazyGroup, lazy_command
 from app.mcp_command import register as register_mcp
 from app.terminal import printable, printable_text
+from core import heap
 from core.choices import ContextMode, Layout, SearchMode
 from core.errors import RagError, SettingsError
 from core.settings import Settings, load_settings
@@ -578,6 +579,7 @@ lazy_command("eval", _register_eval)
 
 
 def main() -> None:
+    heap.limit_arenas()  # before any thread: memory freed after a job goes back
     _silence_warnings()
     _install_signal_handlers()
     try:

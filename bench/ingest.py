@@ -567,12 +567,16 @@ def memory_main(args: argparse.Namespace) -> int:
                 scratch.mkdir(exist_ok=True)
                 rows.append(measure(f"{label}: {what}", file, root, scratch))
         print("peak RSS (MB, VmHWM from /proc) per MB of input, each command in its own "
-              "process; idle: the same command on a one-line file (API: the ready process)")
+              "process; idle: the same command on a one-line file (API: the ready process); "
+              "anon: RssAnon, the heap without the store's memory-mapped files")
         print(table(["what", "input MB", "idle", "peak", "peak - idle", "per input MB",
-                     "after job"],
+                     "after job", "anon peak - idle", "anon per input MB", "anon after job"],
                     [[r.what, f"{r.input_mb:.1f}", f"{r.idle_mb:.0f}", f"{r.peak_mb:.0f}",
                       f"{r.peak_mb - r.idle_mb:.0f}", f"{r.per_input_mb:.2f}",
-                      "" if r.after_mb is None else f"{r.after_mb:.0f}"] for r in rows]))
+                      "" if r.after_mb is None else f"{r.after_mb:.0f}",
+                      f"{r.anon_peak_mb - r.anon_idle_mb:.0f}", f"{r.anon_per_input_mb:.2f}",
+                      "" if r.anon_after_mb is None else f"{r.anon_after_mb:.0f}"]
+                     for r in rows]))
         payload = {"rows": [vars(r) for r in rows], "environment": environment()}
         log(f"results: {write_results(args.out.with_name('ingest_memory.json'), payload)}")
         return 0

@@ -1,5 +1,8 @@
 """Peak RSS per MB of input for `rag ingest` and for an upload through `rag api`, each in a
-process of its own, read from /proc/<pid>/status (VmHWM, VmRSS) while it runs. Used by
+process of its own, read from /proc/<pid>/status (VmHWM, VmRSS) while it runs,
+with the peak of RssAnon beside it: VmHWM counts the pages of Qdrant Edge's memory-mapped
+segment and WAL files the process has touched (page cache, which the kernel takes back
+when memory is short), RssAnon the heap alone (ours, the tokenizer's, torch's, Edge's). Used by
 `bench/ingest.py --memory`; `--root` runs the same rows on another checkout (the code
 before a change) for a baseline in the same run."""
 
@@ -25,10 +28,17 @@ class MemoryRow:
     idle_mb: float  # the same command on a one-line file (API: the process before the upload)
     peak_mb: float
     after_mb: float | None = None  # the API process once the job is done
+    anon_idle_mb: float = 0.0  # RssAnon: of the idle command (API: before the upload)
+    anon_peak_mb: float = 0.0  # the highest RssAnon seen while it ran
+    anon_after_mb: float | None = None  # the API process's RssAnon once the job is done
 
     @property
     def per_input_mb(self) -> float:
         return (self.peak_mb - self.idle_mb) / max(self.input_mb, 1e-9)
+
+    @property
+    def anon_per_input_mb(self) -> float:
+        return (self.anon_peak_mb - self.anon_idle_mb) / max(self.input_mb, 1e-9)
 
 
 def status_mb(pid: int, key: str) -> float:
@@ -106,19 +116,21 @@ def _env(root: Path, data_dir: Path) -> dict[str, str]:
     return env
 
 
-def _peak_of(cmd: list[str], root: Path, data_dir: Path) -> float:
+def _peaks_of(cmd: list[str], root: Path, data_dir: Path) -> tuple[float, float]:
+    """VmHWM and the highest RssAnon sampled while `cmd` runs, in MB."""
     proc = subprocess.Popen(cmd, cwd=root, env=_env(root, data_dir),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = 0.0
+    peak = anon = 0.0
     while proc.poll() is None:
         try:
             peak = max(peak, status_mb(proc.pid, "VmHWM"))
+            anon = max(anon, status_mb(proc.pid, "RssAnon"))
         except OSError:
             break
         time.sleep(0.05)
     if proc.wait() != 0:  # 1: the file failed, and the peak says nothing
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}")
-    return peak
+    return peak, anon
 
 
 def ingest_row(what: str, file: Path, root: Path, work: Path) -> MemoryRow:
@@ -126,9 +138,10 @@ def ingest_row(what: str, file: Path, root: Path, work: Path) -> MemoryRow:
     small = work / "one-line.txt"
     small.write_text(LINE + "\n")
     cli = [sys.executable, "-m", "app.cli", "ingest", "-q"]
-    idle = _peak_of([*cli, str(small)], root, work / f"idle-{file.stem}")
-    peak = _peak_of([*cli, str(file)], root, work / f"big-{file.stem}")
-    return MemoryRow(what, file.stat().st_size / 2**20, idle, peak)
+    idle, anon_idle = _peaks_of([*cli, str(small)], root, work / f"idle-{file.stem}")
+    peak, anon_peak = _peaks_of([*cli, str(file)], root, work / f"big-{file.stem}")
+    return MemoryRow(what, file.stat().st_size / 2**20, idle, peak, anon_idle_mb=anon_idle,
+                     anon_peak_mb=anon_peak)
 
 
 def _free_port() -> int:
@@ -150,24 +163,36 @@ def api_row(what: str, file: Path, root: Path, work: Path, timeout_s: float = 36
     try:
         with httpx.Client(base_url=url, timeout=600) as client:
             _wait_up(client, proc)
-            idle = status_mb(proc.pid, "VmRSS")
+            idle, anon_idle = status_mb(proc.pid, "VmRSS"), status_mb(proc.pid, "RssAnon")
             with file.open("rb") as f:
                 job = client.post("/v1/documents", files={"files": (file.name, f)}).json()["job"]
-            end = time.monotonic() + timeout_s
-            while time.monotonic() < end:
-                state = client.get(f"/v1/jobs/{job['id']}").json()
-                if state.get("status") == "failed":
-                    raise RuntimeError(f"the upload's job failed: {state}")
-                if state.get("status") == "done":
-                    break
-                time.sleep(0.2)
+            anon_peak = _wait_job(client, proc.pid, job["id"], timeout_s)
             peak = status_mb(proc.pid, "VmHWM")
             time.sleep(3)
-            after = status_mb(proc.pid, "VmRSS")
+            after, anon_after = status_mb(proc.pid, "VmRSS"), status_mb(proc.pid, "RssAnon")
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    return MemoryRow(what, file.stat().st_size / 2**20, idle, peak, after)
+    return MemoryRow(what, file.stat().st_size / 2**20, idle, peak, after, anon_idle,
+                     anon_peak, anon_after)
+
+
+def _wait_job(client: object, pid: int, job: str, timeout_s: float) -> float:
+    """Polls the job until it is done; the highest RssAnon of `pid` meanwhile, in MB."""
+    import httpx
+
+    assert isinstance(client, httpx.Client)
+    anon = 0.0
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        anon = max(anon, status_mb(pid, "RssAnon"))
+        state = client.get(f"/v1/jobs/{job}").json()
+        if state.get("status") == "failed":
+            raise RuntimeError(f"the upload's job failed: {state}")
+        if state.get("status") == "done":
+            return anon
+        time.sleep(0.2)
+    raise RuntimeError(f"the upload's job did not finish in {timeout_s:.0f} s")
 
 
 def _wait_up(client: object, proc: subprocess.Popen) -> None:

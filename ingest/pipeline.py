@@ -23,9 +23,7 @@ the flip to live.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-import ctypes
 import errno
 import hashlib
 import os
@@ -39,6 +37,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
+from core import heap
 from core.errors import LoadError, RagError
 from core.settings import Settings
 from ingest.chunk_cache import cached_chunker
@@ -241,13 +240,6 @@ def _reason(exc: OSError) -> str:
     return f"cannot read: {exc.strerror or exc}"
 
 
-def _release_memory() -> None:
-    """Hands freed heap back to the system (glibc keeps it otherwise): a long-lived API
-    process would stay at the peak of its largest upload."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 class Ingestor:
     def __init__(self, settings: Settings, store: Store, embedder: Any = None,
                  counter: TokenCounter | None = None):
@@ -333,7 +325,7 @@ class Ingestor:
                 report.cached = self._embedder.hits - hits_before
                 report.embedded -= report.cached
                 self._embedder.close()
-            _release_memory()
+            heap.release()
         report.seconds = time.perf_counter() - started
         return report
 
