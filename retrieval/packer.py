@@ -8,6 +8,8 @@ the cores are counted afresh and the final text is verified.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -172,6 +174,50 @@ def render(passages: Iterable[Passage]) -> str:
     return "".join(p.header + p.text + PASSAGE_END for p in passages)
 
 
+class ForeignCounts:
+    """(core, core+end) token counts of chunks under tokenizers other than the one they were
+    stored with (a served model's own, e.g. a GGUF's), kept across questions: llama.cpp
+    takes ~4 ms to count one 2,000-character core, and a question at a small budget counted
+    ~40 of them, most of its CPU (bench README, api_load.py). A chunk is known by its point
+    id, content hash and core length, which a re-ingest with other text changes; at most
+    `limit` chunks are kept, the least recently used dropped first."""
+
+    def __init__(self, limit: int = 50_000):
+        self.limit = limit
+        self._counts: OrderedDict[tuple[str, str, str, int], tuple[int, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(name: str, c: ChunkRef) -> tuple[str, str, str, int]:
+        return name, c.id, c.content_hash, len(c.core)
+
+    def get(self, name: str, chunks: list[ChunkRef]
+            ) -> tuple[dict[str, tuple[int, int]], list[ChunkRef]]:
+        """(counts kept, by chunk id; the chunks not kept)."""
+        known: dict[str, tuple[int, int]] = {}
+        fresh: list[ChunkRef] = []
+        with self._lock:
+            for c in chunks:
+                key = self._key(name, c)
+                counts = self._counts.get(key)
+                if counts is None:
+                    fresh.append(c)
+                else:
+                    self._counts.move_to_end(key)
+                    known[c.id] = counts
+        return known, fresh
+
+    def put(self, name: str, counted: dict[ChunkRef, tuple[int, int]]) -> None:
+        with self._lock:
+            for c, counts in counted.items():
+                self._counts[self._key(name, c)] = counts
+            while len(self._counts) > self.limit:
+                self._counts.popitem(last=False)
+
+
+FOREIGN_COUNTS = ForeignCounts()
+
+
 class Packer:
     def __init__(self, counter: TokenCounter, neighbours: int = 1, layout: Layout = Layout.DOCUMENT,
                  coverage: float = 0.0):
@@ -202,13 +248,19 @@ class Packer:
 
     # -- counts ---------------------------------------------------------------------------
     def recount(self, chunks: Iterable[ChunkRef]) -> dict[str, tuple[int, int]]:
-        """(core, core+end) counts for chunks counted with another tokenizer."""
+        """(core, core+end) counts for chunks counted with another tokenizer, each chunk
+        counted once per tokenizer while FOREIGN_COUNTS keeps it."""
         foreign = [c for c in chunks if c.tokenizer != self.counter.name]
         if not foreign:
             return {}
-        cores = self.counter.count_many([c.core for c in foreign])
-        ends = self.counter.count_many([c.core + PASSAGE_END for c in foreign])
-        return {c.id: (a, b) for c, a, b in zip(foreign, cores, ends, strict=True)}
+        known, fresh = FOREIGN_COUNTS.get(self.counter.name, foreign)
+        if fresh:
+            cores = self.counter.count_many([c.core for c in fresh])
+            ends = self.counter.count_many([c.core + PASSAGE_END for c in fresh])
+            counted = dict(zip(fresh, zip(cores, ends, strict=True), strict=True))
+            FOREIGN_COUNTS.put(self.counter.name, counted)
+            known.update((c.id, n) for c, n in counted.items())
+        return known
 
     # -- retrieval packing ----------------------------------------------------------------
     def pack(self, hits: list[Hit], chunks: dict[tuple[str, int], ChunkRef], budget: int,

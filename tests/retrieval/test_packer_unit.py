@@ -165,6 +165,44 @@ def test_foreign_token_counts_are_recounted_and_verified(counter, doc_a):
     assert_exact(packing, counter)
 
 
+class Recording:
+    """The real counter, recording every text it is asked to count."""
+
+    def __init__(self, counter: TokenCounter, name: str):
+        self.counter, self.name, self.texts = counter, name, []
+
+    def count(self, text: str) -> int:
+        self.texts.append(text)
+        return self.counter.count(text)
+
+    def count_many(self, texts: list[str]) -> list[int]:
+        self.texts += texts
+        return self.counter.count_many(texts)
+
+
+def test_foreign_counts_are_kept_across_questions(counter, doc_a):
+    """A second question over the same chunks counts only its headers and the rendered text,
+    not each chunk again, and packs exactly what the first did."""
+    recording = Recording(counter, "served-model-kept")  # a name no other test counts with
+    packer = Packer(recording, 1)  # type: ignore[arg-type]
+    hits = hits_for(doc_a, 3, 8, 1)
+    first = packer.pack(hits, keyed(doc_a), 400)
+    cores = {c.core for c in doc_a}
+    assert cores & set(recording.texts), "the chunks were counted the first time"
+    recording.texts.clear()
+    again = Packer(recording, 1).pack(hits, keyed(doc_a), 400)  # type: ignore[arg-type]
+    assert not cores & set(recording.texts)
+    assert again.context == first.context and again.used_tokens == first.used_tokens
+    assert_exact(again, counter)
+    # Other text under the same point id is counted afresh.
+    edited = [ChunkRef(**{**c.__dict__, "core": c.core + " Edited.", "content_hash": "e"})
+              for c in doc_a]
+    recording.texts.clear()
+    changed = Packer(recording, 1).pack(hits_for(edited, 3, 8, 1), keyed(edited), 400)  # type: ignore[arg-type]
+    assert {c.core for c in edited} & set(recording.texts)
+    assert_exact(changed, counter)
+
+
 @pytest.mark.parametrize("neighbours", [1, 2])
 @pytest.mark.parametrize("budget", [120, 300, 700, 4000, 100_000])
 @pytest.mark.parametrize("seed", range(3))
