@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 
-ARENAS = 2
+# One arena per core, two at least: no more threads allocate at once than there are cores,
+# and on the 2 cores measured that is the two arenas that kept 7 MB.
+ARENAS = max(2, os.cpu_count() or 1)
 _M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
 
 
