@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -118,6 +119,7 @@ class WindowedEmbedder:
 
     def __init__(self, settings: EmbeddingSettings, path: Path, max_seq_length: int):
         self._queries: OrderedDict[str, tuple[float, ...]] = OrderedDict()
+        self._queries_lock = threading.Lock()
         self.batch_size = settings.batch_size
         self.name = path.name if settings.model != SHIPPED else "all-MiniLM-L6-v2"
         self.long_text = settings.long_text
@@ -181,14 +183,17 @@ class WindowedEmbedder:
     def embed_query(self, text: str) -> list[float]:
         """A question's vector, the same as `embed([text])[0]`; the last QUERY_CACHE
         questions' are kept."""
-        kept = self._queries.get(text)
-        if kept is None:
-            kept = self._queries[text] = tuple(self._query_vector(text))
+        with self._queries_lock:  # the API's threads ask together
+            kept = self._queries.get(text)
+            if kept is not None:
+                self._queries.move_to_end(text)
+                return list(kept)
+        vector = tuple(self._query_vector(text))
+        with self._queries_lock:
+            self._queries[text] = vector
             while len(self._queries) > self.QUERY_CACHE:
                 self._queries.popitem(last=False)
-        else:
-            self._queries.move_to_end(text)
-        return list(kept)
+        return list(vector)
 
     def prepare_queries(self) -> None:
         """Readies the backend for many questions, where it has a faster way (ONNX's)."""
