@@ -25,7 +25,7 @@ from ingest.store import LIVE, Store, Where
 from ingest.tokenizer import TokenCounter
 from retrieval import hops
 from retrieval.budget import Budget, compute_budget
-from retrieval.chunk_cache import ChunkCache
+from retrieval.kept_chunks import KeptChunks
 from retrieval.packer import ChunkRef, Hit, LeftOut, Packer, Packing, header_for
 from retrieval.prompt import ChatFormat, Message, prompt_overhead
 from retrieval.variants import keyword_variants
@@ -167,7 +167,7 @@ class Retriever:
         self._manifest = Manifest(store, None if store.kind == "edge" else self.MANIFEST_TTL_S,
                                   on_read=self._check_embedding)
         self._vectors: dict[tuple[str, str], tuple[Any, Any]] = {}  # the last question's
-        self.chunks = ChunkCache(store)
+        self.chunks = KeptChunks(store)
 
     MANIFEST_TTL_S = 5.0
 

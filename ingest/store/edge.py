@@ -128,7 +128,7 @@ class EdgeStore:
 
     def _wrote(self, changes: Changes | None) -> None:
         """Called once a write has landed (or failed): a reader that saw the generation
-        unchanged over a read read current contents (retrieval/chunk_cache.py)."""
+        unchanged over a read read current contents (retrieval/kept_chunks.py)."""
         self.generation += 1
         self.changes.record(self.generation, changes)
 

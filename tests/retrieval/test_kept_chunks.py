@@ -1,4 +1,4 @@
-"""The chunks a retriever keeps between questions (retrieval/chunk_cache.py): a kept chunk
+"""The chunks a retriever keeps between questions (retrieval/kept_chunks.py): a kept chunk
 packs exactly what a fresh read packs, and any write to the embedded store drops them."""
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from ingest.store import LIVE, Store
 from retrieval.packer import PAYLOAD_DEFAULTS, ChunkRef
 
 
-class ChunkCache:
+class KeptChunks:
     """Live chunks by point id, for the store's current generation, and the ids that are
     not a live chunk (a neighbour past a document's end, a staged point) as None; the
     oldest go first past `keep` entries (about 2 KiB each)."""
