@@ -187,6 +187,8 @@ class WindowedEmbedder:
             kept = self._queries.get(text)
             if kept is not None:
                 self._queries.move_to_end(text)
+        if kept is not None:
+            with span("rag.embed", rag__texts=0, rag__kept=True):  # the stage, in a trace
                 return list(kept)
         vector = tuple(self._query_vector(text))
         with self._queries_lock:

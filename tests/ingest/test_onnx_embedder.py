@@ -273,6 +273,7 @@ def test_repeated_questions_reuse_their_vectors(embedder: Any,
         return infer(feed)
 
     monkeypatch.setattr(embedder, "_infer", counted)
+    monkeypatch.setattr(embedder, "query_session", None)  # another test may have opened one
     monkeypatch.setattr(embedder, "QUERY_CACHE", 2)
     first, second, third = sentences(3, seed=29)
     vector = embedder.embed_query(first)
