@@ -110,9 +110,10 @@ def peak_rss_mb(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float,
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
 def test_peak_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
-    """A 3 MB one-line text file took 410 MB more than a one-line file before ingestion
-    streamed (140 bytes per byte of text): 2 MB would take about 200 MB more than 0.5 MB.
-    Now both take a chunker window's worth; the 2 MB file's 800 more chunks add what the
+    """A 3 MB one-line text file once took 410 MB more than a one-line file (140 bytes per
+    byte of text). This bounds the growth from 0.5 to 2 MB; it is a guard, not a before/after
+    proof: the code just before streaming grew only 23 MB between these sizes. Now both
+    take a chunker window's worth; the 2 MB file's 800 more chunks add what the
     store holds for them, about 2 KB each of heap (RssAnon; 28 MB more in all was measured,
     the heap's arenas still filling at these sizes), and the pages of the store's
     memory-mapped files, which VmHWM counts too (default chunking, so few chunks)."""
