@@ -66,6 +66,19 @@ def test_tiktoken_ids_are_the_tokenizers_ids(counter: TokenCounter, reference: A
     assert counter.count(texts[0]) == counts[0] > 1000
 
 
+def test_lines_with_and_without_special_tokens_count_as_the_tokenizer_does(
+        counter: TokenCounter, reference: Any) -> None:
+    """Text with no special token counts without handing tiktoken the special tokens; text
+    with one, or with what only looks like the start of one, counts as before."""
+    lines = ["[1] notes.txt, page 4 — Harbour log\n", "[999] report.pdf, sheet Q3\n",
+             "a<|b", "<|", "<|eot_id", "x <|eot_id|> y", "<|begin_of_text|>[2] a.md\n",
+             "|>", "<|reserved_special_token_5|><|>"]
+    expected = [len(reference.encode(t, add_special_tokens=False).ids) for t in lines]
+    assert counter.count_many(lines) == expected
+    assert [counter.count(t) for t in lines] == expected
+    assert counter.count("<|eot_id|>") == 1  # a special token counts as one
+
+
 def test_ranks_are_kept_and_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bpe_ranks, "cache_dir", lambda: tmp_path / "kept")
     file = tmp_path / "tokenizer.json"
