@@ -10,6 +10,7 @@ so no re-ingest is needed to read an old store.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
@@ -18,13 +19,18 @@ from typing import Any
 from ingest.store.base import LIVE, STAGED, Store, Where
 
 _POINT_NS = uuid.UUID("6f1c52a4-3c1e-4a8e-9a57-1d1f0f1c5e11")
+_POINT_NS_BYTES = _POINT_NS.bytes
+_VARIANT = "89ab"  # the first hex digit of the clock sequence: 10xx in binary
 
 
 def point_id(document_id: str, version: str, index: int) -> str:
     """The point id of chunk `index` of `document_id` at `version` (its doc_hash): derived,
     so a rerun rewrites the same ids and retrieval finds a chunk's neighbours without a
-    query."""
-    return str(uuid.uuid5(_POINT_NS, f"{document_id}:{version}:{index}"))
+    query. It is `str(uuid.uuid5(...))` spelled from the SHA-1 digest (version 5, RFC 4122
+    variant), without the two UUID objects: 5 against 22 µs, and a question at 128k tokens
+    derives ~240 neighbour ids."""
+    h = hashlib.sha1(_POINT_NS_BYTES + f"{document_id}:{version}:{index}".encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 @dataclass(frozen=True, kw_only=True)

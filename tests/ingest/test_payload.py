@@ -4,6 +4,8 @@ without a newer key still read, and the manifest is the first live chunk of each
 from __future__ import annotations
 
 import dataclasses
+import random
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +66,15 @@ def test_the_manifest_is_one_text_free_entry_per_live_document(tmp_path: Path, s
     # A staged chunk 0 (an ingest in progress) is not a document yet.
     store.set_payload(Where(equals={"document_id": entries[0].document_id}), {"state": "staged"})
     assert count_documents(store) == 2
+
+
+def test_point_ids_are_uuid5_of_the_chunk_position() -> None:
+    """The ids stores hold: uuid5 in this namespace, spelled as `str(uuid.UUID)` does."""
+    namespace = uuid.UUID("6f1c52a4-3c1e-4a8e-9a57-1d1f0f1c5e11")
+    rng = random.Random(7)
+    names = ["4c43eec9d5a74f47", "ä/ö docs:1", "", "x" * 300]
+    for _ in range(3000):
+        doc = rng.choice(names) + f"{rng.getrandbits(64):x}"
+        version, index = f"{rng.getrandbits(128):032x}", rng.randrange(10**7)
+        assert point_id(doc, version, index) == str(
+            uuid.uuid5(namespace, f"{doc}:{version}:{index}"))
