@@ -4,7 +4,7 @@ a small translator for how its client library spells conditions and requests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,6 +76,19 @@ def by_score(points: Iterable[PointOut], limit: int) -> list[PointOut]:
     such ties differently from one query to the next: a fused query asks for every candidate
     (both prefetches' `limit`) and cuts here, so the same question finds the same hits."""
     return sorted(points, key=lambda p: (-p.score, p.id))[:limit]
+
+
+def best_scored(points: Sequence[Any], limit: int) -> list[PointOut]:
+    """`by_score(scored(points), limit)`, converting only the points it keeps and the ties at
+    the cut: a fused query returns twice `limit` points, and Qdrant Edge makes a uuid.UUID
+    for each id read."""
+    if len(points) <= limit:
+        return by_score(scored(points), limit)
+    ranked = sorted(points, key=lambda p: -p.score)
+    cut = ranked[limit - 1].score
+    above = scored(p for p in ranked[:limit] if p.score > cut)
+    tied = by_score(scored(p for p in ranked if p.score == cut), limit - len(above))
+    return by_score(above + tied, limit)
 
 
 def records(found: Iterable[Any]) -> list[PointOut]:

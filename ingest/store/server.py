@@ -21,7 +21,7 @@ from ingest.store.base import (
     Where,
 )
 from ingest.store.common import (
-    by_score,
+    best_scored,
     check_dimension,
     page_of,
     records,
@@ -178,7 +178,7 @@ class ServerStore:
                 query=search.dense if by_dense else sparse_q, using=DENSE if by_dense else SPARSE,
                 query_filter=flt, limit=limit, with_payload=with_payload,
             )
-        return by_score(scored(result.points), limit) if search.hybrid else scored(result.points)
+        return best_scored(result.points, limit) if search.hybrid else scored(result.points)
 
     def retrieve(self, ids: list[str]) -> list[PointOut]:
         if not ids or not self.exists():

@@ -3,6 +3,7 @@ dimension check and the scroll loop."""
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,7 +12,15 @@ import pytest
 from core.choices import SearchMode
 from core.errors import StoreError
 from ingest.store import Sparse, Where
-from ingest.store.common import check_dimension, scroll_pages, search_for, to_filter
+from ingest.store.common import (
+    best_scored,
+    by_score,
+    check_dimension,
+    scored,
+    scroll_pages,
+    search_for,
+    to_filter,
+)
 
 
 class _Spell:
@@ -80,3 +89,14 @@ def test_scroll_follows_offsets_to_the_end() -> None:
     out = list(scroll_pages(page))
     assert [(p.id, p.payload) for p in out] == [("1", {"n": 1}), ("2", {})]
     assert asked == [None, "b"]
+
+
+@pytest.mark.parametrize("limit", [1, 5, 17, 40, 80])
+def test_best_scored_keeps_what_sorting_every_point_keeps(limit: int) -> None:
+    """Fused scores tie in pairs and runs (RRF): the points kept, and their order, are those
+    of converting every point and sorting by score then id."""
+    rng = random.Random(limit)
+    points = [SimpleNamespace(id=f"{rng.getrandbits(32):08x}", payload=None,
+                              score=1 / (60 + rng.randint(1, 12))) for _ in range(40)]
+    assert best_scored(points, limit) == by_score(scored(points), limit)
+    assert len(best_scored(points, limit)) == min(limit, 40)
