@@ -45,6 +45,8 @@ def anchors(question: str) -> set[str]:
 
 def assignments(text: str) -> Iterable[str]:
     """The statements of `text` (sentences or lines) that assign with `=` or `:=`."""
+    if "=" not in text:  # most passages: no statement to split out
+        return
     for statement in _STATEMENT_END.split(text):
         if len(statement) <= MAX_STATEMENT_CHARS and _ASSIGN.search(statement):
             yield statement
@@ -54,6 +56,8 @@ def assigned_names(texts: Iterable[str], anchors_: set[str], known: set[str]) ->
     """The distinctive tokens, not in `known`, of the assignments in `texts` that hold the
     most selective of `anchors_` (the one the fewest assignments hold: the value 4172, not
     the VAR of every line); in order of appearance, each once."""
+    if not anchors_:
+        return []
     statements = [held for text in texts for held in
                   ([t for t in tokens(s) if distinctive(t)] for s in assignments(text))
                   if anchors_.intersection(held)]
