@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
+from itertools import islice
 from typing import Any
 
 from core.choices import Layout
@@ -218,26 +219,60 @@ class ForeignCounts:
 FOREIGN_COUNTS = ForeignCounts()
 
 
+class LineCounts:
+    """Token counts, under one counter, of the short texts packing counts again and again:
+    passage header lines (`[3] notes.txt, page 4`, worst case `[999] ...`) and the header
+    rows of tables. A retriever keeps one for its questions (a follow-up, or any question
+    over documents packed before, counts none of its headers again); at most `limit` texts,
+    the oldest dropped first."""
+
+    def __init__(self, counter: TokenCounter, limit: int = 50_000):
+        self.counter = counter
+        self.limit = limit
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()  # the API's threads share one retriever
+
+    def counts(self, texts: Iterable[str]) -> dict[str, int]:
+        """The count of each distinct text; those not kept counted in one batch."""
+        wanted = set(texts)
+        with self._lock:
+            found = {t: self._counts[t] for t in wanted if t in self._counts}
+        fresh = sorted(wanted - found.keys())
+        if fresh:
+            counted = dict(zip(fresh, self.counter.count_many(fresh), strict=True))
+            found.update(counted)
+            with self._lock:
+                self._counts.update(counted)
+                for old in list(islice(self._counts, max(0, len(self._counts) - self.limit))):
+                    del self._counts[old]
+        return found
+
+
 class Packer:
     def __init__(self, counter: TokenCounter, neighbours: int = 1, layout: Layout = Layout.DOCUMENT,
-                 coverage: float = 0.0):
+                 coverage: float = 0.0, lines: LineCounts | None = None):
+        if lines is not None and lines.counter is not counter:
+            raise ValueError("the line counts were made with another counter")
         self.counter = counter
         self.neighbours = neighbours
         self.layout = layout
         self.coverage = coverage  # share of the budget first spent on bare hits (see Fill.cover)
+        self.lines = lines or LineCounts(counter)
         self._header_counts: dict[str, int] = {}
         self._table_counts: dict[str, int] = {}
 
     def count_headers(self, headers: list[str]) -> list[int]:
-        """Token counts of header lines, each distinct line counted once, in one batch."""
-        fresh = sorted({h for h in headers if h not in self._header_counts})
-        self._header_counts.update(zip(fresh, self.counter.count_many(fresh), strict=True))
+        """Token counts of header lines, each distinct line counted once."""
+        fresh = {h for h in headers if h not in self._header_counts}
+        if fresh:
+            self._header_counts.update(self.lines.counts(fresh))
         return [self._header_counts[h] for h in headers]
 
     def count_tables(self, chunks: Iterable[ChunkRef]) -> None:
-        """Counts the repeated table headers of `chunks` not counted yet, in one batch."""
-        fresh = sorted({c.table_header for c in chunks} - self._table_counts.keys())
-        self._table_counts.update(zip(fresh, self.counter.count_many(fresh), strict=True))
+        """Counts the repeated table headers of `chunks` not counted yet."""
+        fresh = {c.table_header for c in chunks} - self._table_counts.keys()
+        if fresh:
+            self._table_counts.update(self.lines.counts(fresh))
 
     def lead(self, c: ChunkRef) -> int:
         """Tokens of the table header a passage starting at `c` opens with: a passage that

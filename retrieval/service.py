@@ -26,7 +26,7 @@ from ingest.tokenizer import TokenCounter
 from retrieval import hops
 from retrieval.budget import Budget, compute_budget
 from retrieval.kept_chunks import KeptChunks
-from retrieval.packer import ChunkRef, Hit, LeftOut, Packer, Packing, header_for
+from retrieval.packer import ChunkRef, Hit, LeftOut, LineCounts, Packer, Packing, header_for
 from retrieval.prompt import ChatFormat, Message, prompt_overhead
 from retrieval.variants import keyword_variants
 
@@ -168,6 +168,7 @@ class Retriever:
                                   on_read=self._check_embedding)
         self._vectors: dict[tuple[str, str], tuple[Any, Any]] = {}  # the last question's
         self.chunks = KeptChunks(store)
+        self.lines = LineCounts(counter)  # header lines' counts, for every question
 
     MANIFEST_TTL_S = 5.0
 
@@ -254,7 +255,8 @@ class Retriever:
                 f"nothing for passages after {need} for the prompt and the answer reserve")
         if plan.context_mode in (ContextMode.AUTO, ContextMode.FULL):
             whole = self._try_whole(selection.selected, budget.available,
-                                    Packer(self.counter, plan.neighbours, plan.layout),
+                                    Packer(self.counter, plan.neighbours, plan.layout,
+                                           lines=self.lines),
                                     forced=plan.context_mode == ContextMode.FULL)
             if whole is not None:
                 return whole, 0, ""
@@ -267,7 +269,8 @@ class Retriever:
         available = budget.available
         narrowed = self._neighbours_for(available, plan.neighbours)
         r = self.settings.retrieval
-        packer = Packer(self.counter, narrowed, plan.layout, self._coverage_for(available))
+        packer = Packer(self.counter, narrowed, plan.layout, self._coverage_for(available),
+                        self.lines)
         queries = [query, *(keyword_variants(plan.question) if r.query_variants else [])]
         # Hits widened by neighbours fill the budget with fewer of them: search for that
         # many first, and for enough single chunks only when those left room unfilled

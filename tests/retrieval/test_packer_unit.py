@@ -11,7 +11,17 @@ from retrieval_helpers import filler_sentences, paragraphs, sentences_of
 from ingest.chunker import PASSAGE_END, Chunker
 from ingest.loaders import Section
 from ingest.tokenizer import TokenCounter
-from retrieval.packer import ChunkRef, Fill, Hit, Packer, canonical_copies, header_for, rank_hits, render
+from retrieval.packer import (
+    ChunkRef,
+    Fill,
+    Hit,
+    LineCounts,
+    Packer,
+    canonical_copies,
+    header_for,
+    rank_hits,
+    render,
+)
 
 
 def make_doc(counter: TokenCounter, doc: str, text: str | list[Section], size: int = 48,
@@ -201,6 +211,27 @@ def test_foreign_counts_are_kept_across_questions(counter, doc_a):
     changed = Packer(recording, 1).pack(hits_for(edited, 3, 8, 1), keyed(edited), 400)  # type: ignore[arg-type]
     assert {c.core for c in edited} & set(recording.texts)
     assert_exact(changed, counter)
+
+
+def test_header_lines_are_counted_once_across_questions(counter, doc_a, doc_b):
+    """Packers that share a retriever's line counts count each header line once: a second
+    question over the same documents counts none, and packs exactly what a packer with
+    counts of its own packs."""
+    recording = Recording(counter, counter.name)
+    lines = LineCounts(recording)  # type: ignore[arg-type]
+    hits = [*hits_for(doc_a, 3, 8), *hits_for(doc_b, 2, top=0.9)]
+    first = Packer(recording, 1, lines=lines).pack(hits, keyed(doc_a, doc_b), 600)  # type: ignore[arg-type]
+    assert any(t.startswith("[1] ") for t in recording.texts)
+    recording.texts.clear()
+    again = Packer(recording, 1, lines=lines).pack(hits, keyed(doc_a, doc_b), 600)  # type: ignore[arg-type]
+    assert recording.texts == []
+    alone = Packer(counter, 1).pack(hits, keyed(doc_a, doc_b), 600)
+    assert again.context == first.context == alone.context
+    assert again.used_tokens == alone.used_tokens
+    assert_exact(again, counter)
+    assert len(again.passages) >= 2
+    with pytest.raises(ValueError):
+        Packer(counter, 1, lines=lines)
 
 
 @pytest.mark.parametrize("neighbours", [1, 2])
