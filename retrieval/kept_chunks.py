@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from itertools import islice
 
 from ingest.store import LIVE, Store
 from retrieval.packer import PAYLOAD_DEFAULTS, ChunkRef
@@ -55,7 +56,7 @@ class KeptChunks:
             if self.store.generation != generation or self._generation != generation:
                 return
             self._refs.update(fetched)
-            for old in list(self._refs)[:max(0, len(self._refs) - self.keep)]:
+            for old in list(islice(self._refs, max(0, len(self._refs) - self.keep))):
                 del self._refs[old]
 
 
