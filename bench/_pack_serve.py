@@ -5,7 +5,7 @@ that pack the same print the same digest).
 
 Run with the checkout whose code answers (`pack.py --before DIR` runs it with an older one):
 
-    python bench/_pack_serve.py ROOT STORE BUDGET QUESTIONS...
+    python bench/_pack_serve.py ROOT STORE BUDGET [QUESTIONS...]  (default: pack.py's)
 
 It imports nothing of bench/ (bench/ingest.py would hide the `ingest` package), so the
 project's packages come from ROOT alone.
@@ -13,6 +13,7 @@ project's packages come from ROOT alone.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import statistics
@@ -82,12 +83,27 @@ def serve(path: Path, budget: int, queries: list[str]) -> dict:
             "rss_over_model_gib": (rss_kib("VmHWM") - idle) / 2**20}
 
 
-def main() -> None:
-    root, store, budget, *queries = sys.argv[1:]
+def use_checkout(root: Path) -> None:
+    """The project's packages from `root` alone: bench/ off sys.path, `root` first."""
     here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
-    sys.path.insert(0, str(Path(root).resolve()))
-    print(json.dumps(serve(Path(store), int(budget), queries)))
+    sys.path.insert(0, str(root.resolve()))
+
+
+def pack_questions() -> list[str]:
+    """pack.py's questions, read from its source: importing it would import the project
+    from this checkout (bench/_common.py), whichever ROOT is measured."""
+    tree = ast.parse((Path(__file__).with_name("pack.py")).read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "QUESTIONS":
+            return list(ast.literal_eval(node.value))
+    raise LookupError("bench/pack.py defines no QUESTIONS")
+
+
+def main() -> None:
+    root, store, budget, *queries = sys.argv[1:]
+    use_checkout(Path(root))
+    print(json.dumps(serve(Path(store), int(budget), queries or pack_questions())))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from _format import table
+from _pack_serve import pack_questions
 
 HERE = Path(__file__).resolve().parent
 SERVE = HERE / "_pack_serve.py"
@@ -40,12 +41,6 @@ def serve(root: Path, store: Path, budget: int, questions: list[str]) -> dict[st
     return {**row, "load_before": load, "load_after": os.getloadavg()[0]}
 
 
-def questions() -> list[str]:
-    from pack import QUESTIONS  # pack.py's own, so the figures compare with its rows
-
-    return list(QUESTIONS)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--before", type=Path, required=True, help="the checkout before the change")
@@ -54,7 +49,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=131_072)
     ap.add_argument("--pairs", type=int, default=3)
     args = ap.parse_args()
-    qs = questions()
+    qs = pack_questions()  # pack.py's own, so the figures compare with its rows
     runs = [(pair, name, serve(root.resolve(), args.store, args.budget, qs))
             for pair in range(1, args.pairs + 1)
             for name, root in (("before", args.before), ("after", args.after))]
