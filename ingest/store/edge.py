@@ -209,7 +209,7 @@ class EdgeStore:
     def _search_filter(self, where: Where) -> Any:
         """`where` for a search; none for the live state alone when every point is live: the
         condition then changes no result, and checking it on every point the HNSW search
-        visits made a fused query of 234 candidates at 100k chunks ~1.7x as slow (bench/
+        visits made a fused query of 250 candidates at 100k chunks ~1.7x as slow (bench/
         README.md, "Retrieve + pack at 100k chunks: the last cuts")."""
         if where == LIVE_ONLY and self._only_live():
             return None
