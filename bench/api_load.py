@@ -6,15 +6,18 @@ It starts everything itself on a temporary data dir: the store, ingested from `-
 (default: the built-in sample), a llama.cpp server with the shipped SmolLM2 (unless
 `--llm-url` names a running one) and the API on a free port: `python -m app.cli api` in a
 process of its own, as users run it, with the settings in RAG_* variables (`--in-process`:
-uvicorn in a thread of the bench, sharing its GIL with the clients). Each route is
-measured with 1 client (the baseline) and with each of `--clients`, so the table shows how
-throughput scales on this machine (the ratio), not only absolute numbers. During every run
-one more client asks for /readyz and the document listing in turn (`--probe-every`): their
-latency under load is the second table. The first table also gives the CPU the bench process
-(the clients) and the API process used, in cores: a bench near one core means the clients,
-not the server, set the pace. `loop cores` is the API's main thread alone (uvicorn's event
-loop), `api CPU ms/req` the API's CPU per answered request: on a shared machine the cores the
-API gets move between runs, its CPU per request much less.
+uvicorn in a thread of the bench, sharing its GIL with the clients; `--api-tree`: the API of
+another checkout, to load a tree before a change with the same script). The clients are
+tasks of one asyncio loop (`--generator async`, cheap enough that 100 of them measure the
+server) or one thread each (`--generator threads`). Each route is measured with 1 client (the
+baseline) and with each of `--clients`, so the table shows how throughput scales on this
+machine (the ratio), not only absolute numbers. During every run one more client asks for
+/readyz and the document listing in turn (`--probe-every`): their latency under load is the
+second table. The first table also gives the CPU the bench process (the clients) and the API
+process used, in cores, and the bench's CPU per answered request: a bench near one core means
+the clients, not the server, set the pace. `loop cores` is the API's main thread alone
+(uvicorn's event loop), `api CPU ms/req` the API's CPU per answered request: on a shared
+machine the cores the API gets move between runs, its CPU per request much less.
 
     .venv/bin/python bench/api_load.py --routes retrieve --clients 8,100 --seconds 10
 """
