@@ -71,9 +71,9 @@ class Latencies:
 
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
-    statuses: dict[int, int] = field(default_factory=dict)
+    statuses: dict[int | str, int] = field(default_factory=dict)  # or the exception's name
 
-    def add(self, status: int, took: float) -> None:
+    def add(self, status: int | str, took: float) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
         if status == 200:
             self.latencies.append(took)
@@ -127,20 +127,21 @@ def _is_get(route: str) -> bool:
     return route in ("/healthz", *PROBES)
 
 
-def _send(c: httpx.Client, route: str, body: dict[str, object]) -> int:
+def _send(c: httpx.Client, route: str, body: dict[str, object]) -> int | str:
+    """The response's status, or the name of the exception that stopped the request."""
     try:
         r = c.get(route) if _is_get(route) else c.post(route, json=body)
         return int(r.status_code)
-    except Exception:
-        return 0
+    except Exception as exc:
+        return type(exc).__name__
 
 
-async def _send_async(c: httpx.AsyncClient, route: str, body: dict[str, object]) -> int:
+async def _send_async(c: httpx.AsyncClient, route: str, body: dict[str, object]) -> int | str:
     try:
         r = await (c.get(route) if _is_get(route) else c.post(route, json=body))
         return int(r.status_code)
-    except Exception:
-        return 0
+    except Exception as exc:
+        return type(exc).__name__
 
 
 def probe(url: str, run: Run, every: float, stop: threading.Event) -> None:
@@ -372,6 +373,12 @@ def print_tables(runs: list[Run]) -> None:
         print()
         print(table(["under load of", "generator", "clients", "probe", "ok", "errors", "p50 ms", "p99 ms",
                      "max ms"], probed))
+    for r in runs:
+        for what, lat in (("", r), *((f" {path} probe", p) for path, p in r.probes.items())):
+            failed = {s: n for s, n in lat.statuses.items() if s != 200}
+            if failed:
+                print(f"not answered 200 under {r.route}, {r.generator}, {r.clients} "
+                      f"client(s){what}: {failed}")
 
 
 def _summary(lat: Latencies) -> dict[str, object]:

@@ -1,6 +1,6 @@
 """bench/api_load.py's load generators against the real API: both send exactly the requests
 asked for, each client on its own connection with its share of the question mix, and count
-what did not answer 200 as errors."""
+what did not answer 200 as errors (by status, or by the exception that stopped it)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,17 @@ def test_the_async_generator_counts_what_is_not_200_as_errors(
                         budget=1024, generator="async")
     assert (run.ok, run.errors, run.statuses) == (0, 6, {404: 6})
     assert run.throughput == 0.0
+
+
+@pytest.mark.parametrize("generator", ["async", "threads"])
+def test_a_request_that_fails_is_an_error_named_by_its_exception(
+        api_load: ModuleType, generator: str) -> None:
+    from support.ports import free_port
+
+    nobody = api_load.Api(url=f"http://127.0.0.1:{free_port()}", pid=None)
+    run = api_load.load(nobody, "/v1/retrieve", clients=2, seconds=300, max_requests=3,
+                        budget=1024, generator=generator)
+    assert (run.ok, run.errors, run.statuses) == (0, 3, {"ConnectError": 3})
 
 
 def test_the_generator_list_names_what_it_does_not_know(api_load: ModuleType) -> None:
