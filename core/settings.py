@@ -417,6 +417,11 @@ class APISettings(_Section):
         "Empty: no CORS headers.",
     )
     jobs_kept: int = Field(256, ge=1, description="Finished upload jobs remembered for GET /v1/jobs.")
+    retrieval_threads: int = Field(
+        4, ge=1, le=64,
+        description="Retrievals (/v1/retrieve) run at once, each on a thread; the others wait "
+        "holding none. Past the cores they only queue for the GIL.",
+    )
 
     @field_validator("keys")
     @classmethod

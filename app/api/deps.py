@@ -24,10 +24,6 @@ from serving.readiness import is_ready
 log = logging.getLogger("rag.api")
 T = TypeVar("T")
 ASIDE_THREADS = 8
-# Retrievals at once, each on a thread: more only queue for the GIL (the event loop with them,
-# so /readyz took seconds under 100 clients); the rest wait in the loop, holding no thread
-# (bench/README.md, "where the API's CPU goes"; 4 was measured, other sizes were not).
-RETRIEVAL_THREADS = 4
 
 
 @dataclass
@@ -74,9 +70,12 @@ class ApiState:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.aside)
 
     async def run_retrieval(self, fn: Callable[..., T], *args: Any) -> T:
-        """Runs a blocking retrieval on one of RETRIEVAL_THREADS threads."""
+        """Runs a blocking retrieval on one of `api.retrieval_threads` threads. More at once
+        only queue for the GIL (the event loop with them: /readyz took seconds under 100
+        clients); the rest wait in the loop, holding no thread (bench/README.md, "where the
+        API's CPU goes" and "a load generator that measures the server")."""
         if self.retrievals is None:
-            self.retrievals = anyio.CapacityLimiter(RETRIEVAL_THREADS)
+            self.retrievals = anyio.CapacityLimiter(self.settings.api.retrieval_threads)
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.retrievals)
 
     def warm_up(self) -> None:

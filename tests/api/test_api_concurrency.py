@@ -1,5 +1,5 @@
 """Reads do not wait on each other over HTTP: retrievals run inside the store together (up to
-RETRIEVAL_THREADS at once; the rest wait without a thread), /readyz (from its background
+`api.retrieval_threads` at once; the rest wait without a thread), /readyz (from its background
 check) and the document listing answer while they are held there, and an oversized
 conversation is refused before it reaches the store. The store is real and gated
 (tests/support/gated_store.py): what is asserted is the order of events, not durations."""
@@ -16,11 +16,11 @@ from support.gated_store import GatedStore
 from support.servers import serve_in_thread
 
 from app.api import create_app
-from app.api.deps import RETRIEVAL_THREADS
 from app.runtime import Runtime, sample_dir
 from app.service import RagService
 
 SENT = 44  # more than the 40 threads sync routes share
+AT_ONCE = 3  # api.retrieval_threads, not the default (4): the setting is what bounds them
 BODY = {"question": "How long should sourdough proof?", "budget_tokens": 2048,
         "context": "retrieve"}
 
@@ -29,7 +29,7 @@ BODY = {"question": "How long should sourdough proof?", "budget_tokens": 2048,
 def gated_api(api_settings: Callable[..., Any], embedder: Any) -> Iterator[tuple[Api, GatedStore]]:
     from ingest.pipeline import ingest
 
-    settings = api_settings(api={"max_body_mb": 4})
+    settings = api_settings(api={"max_body_mb": 4, "retrieval_threads": AT_ONCE})
     runtime = Runtime(settings)
     runtime._embedder = embedder
     ingest(settings, [sample_dir()], store=runtime.store, embedder=embedder)
@@ -64,11 +64,11 @@ def test_retrievals_run_a_few_at_once_and_health_and_listing_answer_meanwhile(
         for t in threads:
             t.start()
         for _ in range(1200):  # a bound for a busy machine, not a timing
-            if len(store.named("query")) >= RETRIEVAL_THREADS:
+            if len(store.named("query")) >= AT_ONCE:
                 break
             threading.Event().wait(0.1)
         held = store.named("query")
-        assert len(held) == RETRIEVAL_THREADS and all(q.exited is None for q in held)
+        assert len(held) == AT_ONCE and all(q.exited is None for q in held)
         with api.client() as c:
             ready = c.get("/readyz")
             listing = c.get("/v1/documents")
@@ -77,7 +77,7 @@ def test_retrievals_run_a_few_at_once_and_health_and_listing_answer_meanwhile(
         assert ready.json()["checked_s_ago"] >= 0  # from the background check, not inline
         assert listing.status_code == 200 and listing.json()["data"] == listed_before
         assert not answers and all(q.exited is None for q in held)  # still held meanwhile
-        assert len(store.named("query")) == RETRIEVAL_THREADS  # the others wait outside
+        assert len(store.named("query")) == AT_ONCE  # the others wait outside
     finally:
         store.hold = set()
         store.release.set()
