@@ -411,7 +411,6 @@ class Packer:
         return self.count_headers([header_for(999, p) for p in passages])
 
 
-
 def rank_hits(hits: list[Hit]) -> list[Hit]:
     """Best first; a store returns equal scores in no fixed order (Qdrant's fusion), so ties
     go by position: the same question packs the same context every time."""
