@@ -56,11 +56,12 @@ class _Conditions:
 
 # Points in one indexed segment (`store.segment_points`). Edge's `optimize` turns the segment
 # that takes writes into one indexed segment however large it has grown, and an HNSW graph
-# costs more per point the larger it is: on random 384-d vectors ~1.2 ms of CPU a point at
-# 100k, over 5.8 ms at 1M in one segment. So the store optimizes each time this many points
+# costs more per point the larger it is: on pack.py's random 384-d vectors, 100k points took
+# 435 CPU s in one segment and 192 s in two of 50k (same machine and load), with the same
+# search CPU time and a better recall. So the store optimizes each time this many points
 # have been written, and caps the segments the merge optimizer makes at that size
 # (bench/README.md, "pack.py at 1M chunks: capped segments").
-SEGMENT_POINTS = 100_000
+SEGMENT_POINTS = 50_000
 INDEXING_KIB = 20_000  # Qdrant's default indexing threshold: smaller segments are scanned
 
 
