@@ -177,6 +177,8 @@ def test_sigkill_midway_leaves_a_consistent_store(tmp_path: Path, settings: Sett
         assert store.count(Where()) == sum(len(v) for v in final.values())
     finally:
         store.close()
+    if segments:  # the runs indexed segment after segment, not one at the end
+        assert len(list((settings.store_path / "segments").iterdir())) > 3
 
 
 def test_sigint_exits_130_with_one_line_and_resumes(tmp_path: Path, settings: Settings,
