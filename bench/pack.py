@@ -17,10 +17,12 @@ fits in memory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,22 +122,53 @@ def load_store(path: Path, batches, keep_texts: bool) -> tuple[list[str], Any]:
     sparse: dict[str, Sparse] = {}
     texts: list[str] = []
     vectors: list = []
+    log = BuildLog(path.name)
     for payloads, chunk_texts, dense in batches:
         points = []
         for p, vec in zip(payloads, dense, strict=True):
             keywords = sparse.get(p["text"]) or sparse.setdefault(p["text"], encoder.document(p["text"]))
             points.append(PointIn(point_id(p["document_id"], p["doc_hash"], p["chunk_index"]),
                                   vec.tolist(), keywords, p))
-        store.upsert(points)
+        with log.timed("upsert", len(points)):  # with the segment indexed when it is full
+            store.upsert(points)
         if keep_texts:
             texts += chunk_texts
             vectors.append(dense)
-    t0 = time.perf_counter()
-    store.optimize()
-    print(f"pack.py: {path.name}: HNSW and indexes built in {time.perf_counter() - t0:.0f} s",
-          file=sys.stderr, flush=True)
+    with log.timed("final optimize", 0):
+        store.optimize()
+    log.done(store)
     store.close()
     return texts, (np.concatenate(vectors) if vectors else [])
+
+
+class BuildLog:
+    """Prints the build's phases with the time of day and this process's CPU seconds (its
+    threads' too: Edge's HNSW build runs on several): a line per 100k points upserted."""
+
+    def __init__(self, name: str):
+        self.name, self.points = name, 0
+        self.cpu: dict[str, float] = {}
+        self.wall: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    @contextlib.contextmanager
+    def timed(self, phase: str, points: int) -> Iterator[None]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        yield
+        self.cpu[phase] = self.cpu.get(phase, 0.0) + time.process_time() - c0
+        self.wall[phase] = self.wall.get(phase, 0.0) + time.perf_counter() - t0
+        before, self.points = self.points, self.points + points
+        if self.points // 100_000 > before // 100_000 or not points:
+            self.line(f"{self.points:,} points, {phase}")
+
+    def line(self, what: str) -> None:
+        phases = ", ".join(f"{k} {self.cpu[k]:.0f} CPU s / {self.wall[k]:.0f} s"
+                           for k in self.cpu)
+        print(f"pack.py: {time.strftime('%H:%M:%S')} {self.name}: {what} ({phases}; "
+              f"{time.perf_counter() - self.started:.0f} s in all)", file=sys.stderr, flush=True)
+
+    def done(self, store: Any) -> None:
+        self.line(f"built: {store.shard.info().segments_count} segments")
 
 
 def bench_llama_index(texts: list[str], dense, embedder, budget: int, top_k: int,

@@ -20,4 +20,4 @@ def open_store(settings: Settings) -> Store:
                                    hnsw_m=s.hnsw_m, hnsw_ef_construct=s.hnsw_ef_construct)
     from ingest.store.edge import EdgeStore
 
-    return EdgeStore(settings.store_path, s.hnsw_m, s.hnsw_ef_construct)
+    return EdgeStore(settings.store_path, s.hnsw_m, s.hnsw_ef_construct, s.segment_points)

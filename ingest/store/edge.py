@@ -57,17 +57,36 @@ class _Conditions:
         return self.q.Filter(must=must, must_not=must_not)
 
 
+# Points in one indexed segment (`store.segment_points`). Edge's `optimize` turns the segment
+# that takes writes into one indexed segment however large it has grown, and an HNSW graph
+# costs more per point the larger it is: on pack.py's random 384-d vectors, 100k points took
+# 435 CPU s in one segment and 192 s in two of 50k (same machine and load), with the same
+# search CPU time and a better recall. So the store optimizes each time this many points
+# have been written, and caps the segments the merge optimizer makes at that size
+# (bench/README.md, "pack.py at 1M chunks: capped segments").
+SEGMENT_POINTS = 50_000
+INDEXING_KIB = 20_000  # Qdrant's default indexing threshold: smaller segments are scanned
+
+
+def segment_kib(points: int, dim: int) -> int:
+    """The size Edge counts for `points` dense float32 vectors of `dim`, in KiB."""
+    return points * dim * 4 // 1024
+
+
 class EdgeStore:
     kind = "edge"
     generation = 0  # bumped on every write: readers cache what depends on the contents
 
-    def __init__(self, path: Path, hnsw_m: int = 16, hnsw_ef_construct: int = 100):
+    def __init__(self, path: Path, hnsw_m: int = 16, hnsw_ef_construct: int = 100,
+                 segment_points: int = SEGMENT_POINTS):
         import qdrant_edge as q
 
         self.q = q
         self.conditions = _Conditions(q)
         self.path = path
         self.hnsw = (hnsw_m, hnsw_ef_construct)
+        self.segment_points = segment_points
+        self._unindexed = 0  # points written since the last optimize
         self.changes = ChangeLog()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(path.parent / f".{path.name}.lock", "a+")  # noqa: SIM115
@@ -87,7 +106,7 @@ class EdgeStore:
         self._live_count = (-1, False)  # (generation, whether every point was live then)
         if (path / "edge_config.json").is_file():
             try:
-                self.shard = q.EdgeShard.load(str(path))
+                self.shard = q.EdgeShard.load(str(path), self._optimizers_on_open())
             except Exception as exc:
                 self.close()
                 raise StoreError(f"cannot open the embedded store {path}: {exc}") from None
@@ -109,12 +128,31 @@ class EdgeStore:
             # warmed into the page cache when the shard opens instead of page by page on
             # the first questions ("cached" tier; Qdrant's default for payloads is "cold").
             payload_memory=q.Memory.Cached,
+            optimizers=self._optimizers(dim),
         )
         self.shard = q.EdgeShard.create(str(self.path), config)
         for name in KEYWORD_FIELDS:
             self.shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Keyword))
         for name in INTEGER_FIELDS:
             self.shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Integer))
+
+    def _optimizers(self, dim: int) -> Any:
+        """Segments capped at `segment_points`; a full one is always indexed (a cap below
+        Qdrant's indexing threshold would leave every segment to full scans)."""
+        cap = segment_kib(self.segment_points, dim)
+        return self.q.EdgeOptimizersConfig(max_segment_size=cap,
+                                           indexing_threshold=min(INDEXING_KIB, cap // 2))
+
+    def _optimizers_on_open(self) -> Any:
+        """The segment cap for a store opened from disk, written into its config (a store
+        made before the cap gets it; its segments stay as they are until rewritten). What
+        is not given keeps its stored value; Edge wants the vectors named to check them."""
+        q = self.q
+        dim = self.shard_dim()
+        if dim is None:
+            return None
+        return q.EdgeConfig(vectors={DENSE: q.EdgeVectorParams(size=dim, distance=q.Distance.Cosine)},
+                            optimizers=self._optimizers(dim))
 
     def shard_dim(self) -> int | None:
         import json
@@ -143,8 +181,16 @@ class EdgeStore:
         try:
             if points:
                 self._upsert_points(points)
+                self._index_when_full(len(points))
         finally:
             self._wrote(upserted(points))
+
+    def _index_when_full(self, written_points: int) -> None:
+        """Indexes the segment taking writes once it holds `segment_points`, so no segment
+        grows past the cap however much one run writes before its final optimize."""
+        self._unindexed += written_points
+        if self._unindexed >= self.segment_points:
+            self.optimize()
 
     def _upsert_points(self, points: list[PointIn]) -> None:
         q = self.q
@@ -266,6 +312,7 @@ class EdgeStore:
     def optimize(self) -> None:
         if self.shard is not None:
             self.shard.optimize()
+        self._unindexed = 0
 
     def close(self) -> None:
         if self.shard is not None:

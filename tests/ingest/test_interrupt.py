@@ -135,9 +135,15 @@ def live_sources(store: Any) -> dict[str, list[dict[str, Any]]]:
     return check_store(store, allow_staged=True)
 
 
-def test_sigkill_midway_leaves_a_consistent_store(tmp_path: Path, settings: Settings) -> None:
+# A segment indexed every 100 points: the kill may land during or between those optimizes.
+SMALL_SEGMENTS = {"RAG_STORE__SEGMENT_POINTS": "100"}
+
+
+@pytest.mark.parametrize("segments", [{}, SMALL_SEGMENTS], ids=["default", "small-segments"])
+def test_sigkill_midway_leaves_a_consistent_store(tmp_path: Path, settings: Settings,
+                                                  segments: dict[str, str]) -> None:
     paths = corpus(tmp_path, files=40)
-    env = rag_env(settings, **BATCH_ENV)
+    env = rag_env(settings, **BATCH_ENV, **segments)
     run = TtyRun.start(["--data-dir", str(settings.data_dir), "ingest", str(tmp_path / "docs")],
                        tmp_path, env)
     try:
@@ -159,7 +165,7 @@ def test_sigkill_midway_leaves_a_consistent_store(tmp_path: Path, settings: Sett
 
     # Rerun to completion with the real command: the committed files are unchanged.
     r = rag("ingest", "-q", tmp_path / "docs", data_dir=settings.data_dir, cwd=tmp_path,
-            settings=settings, env=BATCH_ENV, timeout=300)
+            settings=settings, env={**BATCH_ENV, **segments}, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"new {len(paths) - len(live)}  updated 0  unchanged {len(live)}" in r.stdout, r.stdout
     store = open_store(settings)
@@ -171,6 +177,8 @@ def test_sigkill_midway_leaves_a_consistent_store(tmp_path: Path, settings: Sett
         assert store.count(Where()) == sum(len(v) for v in final.values())
     finally:
         store.close()
+    if segments:  # the runs indexed segment after segment, not one at the end
+        assert len(list((settings.store_path / "segments").iterdir())) > 3
 
 
 def test_sigint_exits_130_with_one_line_and_resumes(tmp_path: Path, settings: Settings,
