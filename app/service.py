@@ -35,7 +35,6 @@ from serving.served import Served
 __all__ = ["Answer", "Event", "RagService", "Served", "search_query"]
 
 
-
 @dataclass
 class Answer:
     question: str
@@ -251,8 +250,6 @@ class RagService:
         c = served.counter
         return template_tokens(c, [m["role"] for m in messages], served.chat_format) + sum(
             c.count(m["content"]) for m in messages)
-
-
 
 
 def _trace_retrieval(span: Span, retrieval: Retrieval) -> None:

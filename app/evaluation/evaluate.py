@@ -273,7 +273,6 @@ def evidence_rank(retriever: Retriever, probe: Probe, mode: SearchMode,
     return None
 
 
-
 class _Files(IngestProgress):
     def __init__(self, progress: EvalProgress):
         self.progress = progress
