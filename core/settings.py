@@ -67,7 +67,7 @@ class StoreSettings(_Section):
     hnsw_m: int = Field(16, ge=4, description="HNSW graph degree of the dense vector index.")
     hnsw_ef_construct: int = Field(100, ge=4, description="HNSW build-time beam width.")
     segment_points: int = Field(
-        50_000, ge=100,
+        200_000, ge=100,
         description="Embedded store: points per indexed segment; it indexes each time this "
                     "many are written (a larger HNSW graph costs more per point to build).")
 

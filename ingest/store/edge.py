@@ -63,8 +63,11 @@ class _Conditions:
 # 435 CPU s in one segment and 192 s in two of 50k (same machine and load), with the same
 # search CPU time and a better recall. So the store optimizes each time this many points
 # have been written, and caps the segments the merge optimizer makes at that size
-# (bench/README.md, "pack.py at 1M chunks: capped segments").
-SEGMENT_POINTS = 50_000
+# (bench/README.md, "pack.py at 1M chunks: capped segments"). Each segment indexed during a
+# run raises that run's peak memory, though: a 200 MB text file (~106k chunks) peaked 2,331 MB
+# above idle at 50,000 a segment and 1,485 MB at 200,000 (one index at the end, as before);
+# so 200,000, and a smaller `store.segment_points` for a faster build of a large store.
+SEGMENT_POINTS = 200_000
 INDEXING_KIB = 20_000  # Qdrant's default indexing threshold: smaller segments are scanned
 
 
