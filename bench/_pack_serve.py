@@ -55,6 +55,7 @@ def serve(path: Path, budget: int, queries: list[str]) -> dict:
 
     settings = load_settings()
     embedder = Embedder(settings.embedding)
+    embedder.prepare_queries()  # the question sessions `rag api` opens
     idle = rss_kib("VmRSS")
     t0 = time.perf_counter()
     store = EdgeStore(path)

@@ -7,6 +7,10 @@ OpenVINO, when the openvino extra is installed). Chunk texts are made from --dat
 loaders and chunker (bench/ingest.py's chunk_texts), the first --chunks of them. Each backend
 is loaded and warmed up before timing; runs are interleaved over --repeat.
 
+Query embedding p50 is timed as the API asks questions (`prepare_queries()`: onnxruntime runs
+a question on one thread, or on two while the second core is idle), one distinct question at a
+time.
+
 FLOPs are the model's useful work, counted per window actually embedded (padding excluded):
 per word piece and layer 2 x (4 x 384^2 + 2 x 384 x 1536) for the projections and FFN, plus
 4 x n x 384 for attention over n pieces; 6 layers (~5.6 GFLOP for a 256-piece window).
@@ -134,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     query_ms: dict[str, float] = {}
     for name in names:
         e = embedders[name]
+        e.prepare_queries()  # the sessions the API and MCP ask questions on
+        for i in range(10):
+            e.embed_query(f"warm-up question {i}")
         times = []
         for i in range(args.queries):
             t = time.perf_counter()

@@ -1,14 +1,17 @@
 """Query embedding: the shipped int8 export under its session options, against the recipes
 that were not shipped, each in a process of its own.
 
-A variant is a model file and a session (threads, spinning). Each runs in its own child
-process, in turn, `--passes` times, so the machine's other load falls on all of them alike
-and a spinning pool never runs beside another variant (it keeps a core busy after its own
-run). Only `session.run` is timed, on the same questions in every variant (their encodings
-are made beforehand); the child's CPU per run (every thread of it), the question's word
-pieces, and the mean cosine of its vectors to the fp32 export's, which is how far the
-recipe's vectors are from the exact ones (the shipped int8 recipe keeps each layer's FFN
-down-projection in fp32; "every MatMul int8" quantizes those too).
+A variant is a model file and a session (threads, spinning: off, on, or only within a run,
+ORT's `session.force_spinning_stop`). The API and MCP ask a question on the shipped export's
+one-thread session, or on its two-thread session spinning within a run while the second core
+is idle (ingest/onnx_embedder.py `prepare_queries`). Each variant runs in its own child
+process, in turn, `--passes` times, so the machine's other load falls on all of them alike and
+a spinning pool never runs beside another variant (it keeps a core busy after its own run).
+Only `session.run` is timed, on the same questions in every variant (their encodings are made
+beforehand); the child's CPU per run (every thread of it), the question's word pieces, and the
+mean cosine of its vectors to the fp32 export's, which is how far the recipe's vectors are
+from the exact ones (the shipped int8 recipe keeps each layer's FFN down-projection in fp32;
+"every MatMul int8" quantizes those too).
 
     .venv/bin/python bench/query_sessions.py --rounds 400
 """
@@ -32,21 +35,24 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(ROOT))
 sys.path.append(str(HERE))
 
-SHIPPED = "int8 export, 1 thread (API, MCP)"
-# name: (model, threads, spinning); the model is the export's file or "all-int8"
-VARIANTS = {SHIPPED: ("int8", 1, False),
-            "int8 export, 2 threads (rag retrieve)": ("int8", 2, False),
-            "int8 export, 2 threads spinning": ("int8", 2, True),
-            "every MatMul int8 (not shipped), 1 thread": ("all-int8", 1, False),
-            "every MatMul int8 (not shipped), 2 spinning": ("all-int8", 2, True),
-            "fp32 export, 1 thread": ("fp32", 1, False)}
+SHIPPED = "int8 export, 1 thread (API, MCP: busy cores)"
+# name: (model, threads, spinning: "off" | "on" | "run"); the model is the export's file or
+# "all-int8"
+VARIANTS = {SHIPPED: ("int8", 1, "off"),
+            "int8 export, 2 threads (rag retrieve)": ("int8", 2, "off"),
+            "int8 export, 2 threads spinning": ("int8", 2, "on"),
+            "int8 export, 2 threads spinning within a run (API, MCP: idle cores)":
+                ("int8", 2, "run"),
+            "every MatMul int8 (not shipped), 1 thread": ("all-int8", 1, "off"),
+            "every MatMul int8 (not shipped), 2 spinning": ("all-int8", 2, "on"),
+            "fp32 export, 1 thread": ("fp32", 1, "off")}
 QUERIES = ["What did the founders learn about hiring?",
            "How long can the lamp run on its reserve batteries?",
            "Which essay explains why startups should do things that don't scale?",
            "what is a default alive company"]
 
 
-def session(model: Path, threads: int, spinning: bool) -> Any:
+def session(model: Path, threads: int, spinning: str) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -55,7 +61,10 @@ def session(model: Path, threads: int, spinning: bool) -> Any:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning",
+                                  "0" if spinning == "off" else "1")
+    if spinning == "run":
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
 
 
@@ -63,7 +72,7 @@ def questions(rounds: int) -> list[str]:
     return [QUERIES[i % len(QUERIES)] + f" ({i})" for i in range(rounds)]
 
 
-def worker(model: Path, threads: int, spinning: bool, rounds: int) -> dict[str, Any]:
+def worker(model: Path, threads: int, spinning: str, rounds: int) -> dict[str, Any]:
     """One variant's runs: wall and CPU seconds per run, pieces, and the pooled vectors."""
     import numpy as np
 
@@ -109,10 +118,10 @@ def all_int8(fp32: Path, out: Path) -> Path:
     return out
 
 
-def run_child(model: Path, threads: int, spinning: bool, rounds: int) -> dict[str, Any]:
+def run_child(model: Path, threads: int, spinning: str, rounds: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, __file__, "--worker", str(model), str(threads),
-                           "1" if spinning else "0", "--rounds", str(rounds)],
+                           spinning, "--rounds", str(rounds)],
                           capture_output=True, text=True, env=env, check=True)
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -126,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.worker:
         model, threads, spin = args.worker
-        print(json.dumps(worker(Path(model), int(threads), spin == "1", args.rounds)))
+        print(json.dumps(worker(Path(model), int(threads), spin, args.rounds)))
         return 0
     return compare(args.rounds, args.passes)
 

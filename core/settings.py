@@ -120,6 +120,13 @@ class EmbeddingSettings(_Section):
     threads: int = Field(
         0, ge=0, description="Intra-op threads of torch or onnxruntime; 0: the runtime's default "
         "(every core).")
+    query_threads: int = Field(
+        2, ge=1, le=64,
+        description="onnx backend, in a process that answers many questions (the API, MCP): "
+        "the most threads one question's embedding runs on. More than one only while that many "
+        "cores are idle at the moment it starts (the runnable threads /proc/loadavg counts), "
+        "else one, so a loaded machine never waits on a busy core; the vectors are the same "
+        "either way. 1: always one.")
     long_text: Literal["window", "truncate"] = Field(
         "window",
         description="Chunks longer than the model reads (MiniLM: 256 word pieces): 'window' "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -35,6 +36,41 @@ FP32 = "model_fp32.onnx"
 INT8 = "model_int8.onnx"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _SKIP = {"README.md", ".gitattributes"}  # files that do not change a vector
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU quota
+    (a container's `--cpus`)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def runnable_threads(loadavg: str) -> int:
+    """The threads runnable at this moment, from /proc/loadavg's text ("0.38 1.14 1.16 2/67
+    12345" -> 2); the thread reading it is one of them."""
+    return int(loadavg.split()[3].split("/", 1)[0])
+
+
+def idle_cores(cores: int) -> int:
+    """`cores` less the threads runnable right now (the caller included): how many more
+    threads would find a core of their own. 0 where the kernel does not say (not Linux)."""
+    try:
+        fd = os.open("/proc/loadavg", os.O_RDONLY)  # ~10 us; a text-mode open() costs 30
+        try:
+            return cores - runnable_threads(os.read(fd, 256).decode())
+        finally:
+            os.close(fd)
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def default_cache() -> Path:
@@ -214,6 +250,8 @@ class OnnxEmbedder(WindowedEmbedder):
 
     backend = "onnx"
     query_session: Any = None  # questions share `session` until prepare_queries()
+    burst_session: Any = None  # and the one of `burst_threads`, while that many cores idle
+    burst_threads = cores = 1
 
     def __init__(self, settings: EmbeddingSettings, path: Path):
         from tokenizers import Tokenizer
@@ -222,6 +260,7 @@ class OnnxEmbedder(WindowedEmbedder):
         super().__init__(settings, path, max_seq_length(path))
         self.path = path
         self.precision = "int8" if settings.onnx_int8 else "fp32"
+        self.query_threads = settings.query_threads
         self.inputs = self._load(folder, settings)
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.no_padding()
@@ -235,7 +274,7 @@ class OnnxEmbedder(WindowedEmbedder):
         self.session = self._open(settings.threads)  # 0: one thread per core
         return [i.name for i in self.session.get_inputs()]
 
-    def _open(self, threads: int) -> Any:
+    def _open(self, threads: int, spin_in_run: bool = False) -> Any:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -246,20 +285,32 @@ class OnnxEmbedder(WindowedEmbedder):
         opts.log_severity_level = 3
         # No spin-waiting between ops: on 2 cores shared with parsing/OCR threads (and other
         # processes) a spinning pool steals the cores it waits for (measured 8.4 -> 10.2 /s).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # A question's session on idle cores spins between its ops (the ~50 waits of a run
+        # on a sleeping thread cost more than the run's second core gains), and stops the
+        # moment its run returns, so no core is kept busy between questions.
+        opts.add_session_config_entry("session.intra_op.allow_spinning",
+                                      "1" if spin_in_run else "0")
+        if spin_in_run:
+            opts.add_session_config_entry("session.force_spinning_stop", "1")
         return ort.InferenceSession(str(self.model_file), opts,
                                     providers=["CPUExecutionProvider"])
 
     def prepare_queries(self) -> None:
-        """A one-thread session for questions, for a process that answers many (the API,
-        MCP); ingest keeps the session of every core. On these 2 shared cores a question's
-        run then never waits for a second, busy core: bench/query_sessions.py measured
-        6.7 against 16.1 ms p50 at load 10, 7.6 against 10.5 at load 11 (spinning threads
-        were slower at both), with the same vectors bit for bit (tests/ingest/
-        test_onnx_embedder.py). `rag retrieve` asks one question and does not pay the
-        second session's ~0.2 s."""
-        if self.backend == "onnx" and self.query_session is None:  # not OpenVINO's graph
-            self.query_session = self._open(1)
+        """Sessions for questions, for a process that answers many (the API, MCP); ingest
+        keeps the session of every core. A question runs on one thread unless
+        `query_threads` cores are idle when it starts: on these 2 shared cores a run that
+        waits for a second, busy core is slower (bench/query_sessions.py: 6.7 against 16.1 ms
+        p50 at load 10), and on idle ones two threads spinning within the run are faster
+        (3.33 against 4.88 ms p50). The vectors are the same bit for bit whichever runs
+        (tests/ingest/test_onnx_embedder.py). `rag retrieve` asks one question and does not
+        pay these sessions' ~0.2 s each."""
+        if self.backend != "onnx" or self.query_session is not None:  # not OpenVINO's graph
+            return
+        self.query_session = self._open(1)
+        self.cores = usable_cores()
+        burst = min(self.query_threads, self.cores)
+        if burst > 1:
+            self.burst_session, self.burst_threads = self._open(burst, spin_in_run=True), burst
 
     def _width(self) -> int:
         """The vector's width as the graph declares it; 0 when it is dynamic."""
@@ -273,6 +324,8 @@ class OnnxEmbedder(WindowedEmbedder):
     def _infer_query(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         if self.query_session is None:
             return self._infer(feed)
+        if self.burst_session is not None and idle_cores(self.cores) >= self.burst_threads - 1:
+            return self.burst_session.run(None, feed)[0]
         return self.query_session.run(None, feed)[0]
 
     @cached_property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import subprocess
 import sys
@@ -291,17 +292,63 @@ def test_repeated_questions_reuse_their_vectors(embedder: Any,
     assert len(runs) == 5
 
 
-def test_a_runtime_that_answers_many_questions_runs_them_on_one_thread(
-        tmp_path: Path, make_settings: Any) -> None:
-    """warm_embedder() (the API's, MCP's) opens a one-thread session for questions; their
-    vectors are the ingest session's bit for bit, and `rag retrieve`'s plain load opens none."""
+class Runs:
+    """A session that counts its runs (the real one does them)."""
+
+    def __init__(self, session: Any):
+        self.session, self.runs = session, 0
+
+    def run(self, *args: Any) -> Any:
+        self.runs += 1
+        return self.session.run(*args)
+
+
+def test_a_runtime_that_answers_many_questions_uses_idle_cores_only(
+        tmp_path: Path, make_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """warm_embedder() (the API's, MCP's) opens a one-thread session for questions and one of
+    `query_threads` for when that many cores are idle; whichever runs, the vectors are the
+    ingest session's bit for bit, and `rag retrieve`'s plain load opens neither."""
+    import ingest.onnx_embedder as onnx_embedder
     from app.runtime import Runtime
 
     with Runtime(make_settings(tmp_path / "data")) as rt:
         loaded = rt.embedder()
-        assert loaded.query_session is None
+        assert loaded.query_session is None and loaded.burst_session is None
         rt.warm_embedder()
         assert rt.embedder() is loaded and loaded.query_session is not None
         assert loaded.query_session.get_session_options().intra_op_num_threads == 1
-        for text in sentences(12, seed=31):
-            assert loaded.embed_query(text) == loaded.embed([text])[0].tolist()
+        cores = onnx_embedder.usable_cores()
+        if cores < 2:
+            pytest.skip("one core: no session of two threads is opened")
+        assert loaded.burst_threads == 2 == \
+            loaded.burst_session.get_session_options().intra_op_num_threads
+        one, burst = Runs(loaded.query_session), Runs(loaded.burst_session)
+        monkeypatch.setattr(loaded, "query_session", one)
+        monkeypatch.setattr(loaded, "burst_session", burst)
+        texts = sentences(12, seed=31)
+        for idle in (0, cores - 1):  # every core busy; every core but the caller's idle
+            monkeypatch.setattr(onnx_embedder, "idle_cores", lambda n, idle=idle: idle)
+            loaded._queries.clear()
+            for text in texts:
+                assert loaded.embed_query(text) == loaded.embed([text])[0].tolist()
+        assert one.runs == burst.runs == len(texts)
+
+
+def test_query_threads_1_opens_one_session(tmp_path: Path, make_settings: Any) -> None:
+    from app.runtime import Runtime
+
+    with Runtime(make_settings(tmp_path / "data", embedding={"query_threads": 1})) as rt:
+        rt.warm_embedder()
+        assert rt.embedder().query_session is not None and rt.embedder().burst_session is None
+
+
+def test_idle_cores_reads_the_runnable_threads() -> None:
+    """The kernel's count of runnable threads, the caller among them: never every core idle."""
+    from ingest.onnx_embedder import idle_cores, runnable_threads, usable_cores
+
+    assert runnable_threads("0.38 1.14 1.16 2/67 12345\n") == 2
+    assert runnable_threads("12.00 9.50 8.25 17/412 99\n") == 17
+    cores = usable_cores()
+    assert 1 <= cores <= (os.cpu_count() or 1)
+    if Path("/proc/loadavg").is_file():
+        assert idle_cores(cores) <= cores - 1
