@@ -285,9 +285,10 @@ class OnnxEmbedder(WindowedEmbedder):
         opts.log_severity_level = 3
         # No spin-waiting between ops: on 2 cores shared with parsing/OCR threads (and other
         # processes) a spinning pool steals the cores it waits for (measured 8.4 -> 10.2 /s).
-        # A question's session on idle cores spins between its ops (the ~50 waits of a run
-        # on a sleeping thread cost more than the run's second core gains), and stops the
-        # moment its run returns, so no core is kept busy between questions.
+        # A question's session for idle cores spins between its ops (waking a sleeping
+        # thread for each of a run's ~50 ops ate most of the second core's gain: 4.53 against
+        # 4.88 ms, spinning 3.33), and stops the moment its run returns, so no core is kept
+        # busy between questions.
         opts.add_session_config_entry("session.intra_op.allow_spinning",
                                       "1" if spin_in_run else "0")
         if spin_in_run:
