@@ -286,9 +286,9 @@ class OnnxEmbedder(WindowedEmbedder):
         # No spin-waiting between ops: on 2 cores shared with parsing/OCR threads (and other
         # processes) a spinning pool steals the cores it waits for (measured 8.4 -> 10.2 /s).
         # A question's session for idle cores spins between its ops (waking a sleeping
-        # thread for each of a run's ~50 ops ate most of the second core's gain: 4.53 against
-        # 4.88 ms, spinning 3.33), and stops the moment its run returns, so no core is kept
-        # busy between questions.
+        # thread for each of a run's ~50 ops ate much of the second core's gain: 4.16 against
+        # 5.23 ms for one thread, spinning within the run 3.65), and stops the moment its run
+        # returns, so no core is kept busy between questions.
         opts.add_session_config_entry("session.intra_op.allow_spinning",
                                       "1" if spin_in_run else "0")
         if spin_in_run:
@@ -302,9 +302,11 @@ class OnnxEmbedder(WindowedEmbedder):
         `query_threads` cores are idle when it starts: on these 2 shared cores a run that
         waits for a second, busy core is slower (bench/query_sessions.py: 6.7 against 16.1 ms
         p50 at load 10), and on idle ones two threads spinning within the run are faster
-        (3.33 against 4.88 ms p50). The vectors are the same bit for bit whichever runs
+        (3.65 against 5.23 ms p50; bench/README.md, "Query embedding on idle cores"). The
+        vectors are the same bit for bit whichever runs
         (tests/ingest/test_onnx_embedder.py). `rag retrieve` asks one question and does not
-        pay these sessions' ~0.2 s each."""
+        pay for opening them (~0.2 s for the one-thread session, measured in an earlier
+        round)."""
         if self.backend != "onnx" or self.query_session is not None:  # not OpenVINO's graph
             return
         self.query_session = self._open(1)
