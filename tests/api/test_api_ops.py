@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,8 +26,15 @@ Q = "How long can the lighthouse lamp run on its reserve batteries?"
 
 
 def test_healthz_and_readyz(client: httpx.Client) -> None:
+    """/readyz answers from the last background check: one probe of llama.cpp that takes
+    over its 2 s on a busy machine (it failed once so in a clean-clone CI run) reads not
+    ready until the next check, a second later, so the test asks again before it judges."""
     assert client.get("/healthz").json() == {"status": "ok"}
+    deadline = time.monotonic() + 30
     r = client.get("/readyz")
+    while r.status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        r = client.get("/readyz")
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ready"
